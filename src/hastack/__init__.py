@@ -1,0 +1,3 @@
+"""hastack: a high-availability stack for Linux."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Configuration: one parser per format, producing frozen typed objects (hastack.config.model)."""

@@ -1,0 +1,853 @@
+"""The membership core of one node: failure detection, membership, quorum and the DC lease.
+
+Sans-IO: it is fed datagrams, timer ticks, ping replies and fence results with an explicit
+`now` (this node's monotonic clock, seconds) and returns effects. The argument for why at most
+one node holds the DC lease at any instant is in docs/design/membership.md; the rules it relies
+on are marked "SAFETY" below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hastack.membership.codec import Dropped, Grant, Message, decode, encode
+from hastack.membership.effects import Effect, Fence, Log, Send, SendPing
+from hastack.membership.params import CoreParams
+from hastack.membership.replay import ReplayWindow
+from hastack.membership.status import NodeState, NodeStatus, PeerStatus
+
+INF = float("inf")
+ROUNDS_KEPT = 64  # lease rounds remembered by a DC; acks for older rounds are useless anyway
+
+
+@dataclass
+class Peer:
+    """What this node knows of one other configured node."""
+
+    name: str
+    node_id: int
+    votes: int
+    generation: int | None = None
+    last_heard: float | None = None
+    link_heard: dict[str, float] = field(default_factory=dict)
+    link_windows: dict[str, ReplayWindow] = field(default_factory=dict)
+    window: ReplayWindow = field(default_factory=ReplayWindow)
+    state: NodeState = "unknown"
+    late_warned: bool = False
+    link_up: dict[str, bool] = field(default_factory=dict)
+    last_hb: Message | None = None  # newest heartbeat content, by sequence
+    last_hb_at: float = -INF
+
+
+@dataclass
+class Candidacy:
+    term: int
+    round: int  # the seq of the vote request: grants acknowledge it as a lease round
+    sent_at: float
+    deadline: float
+    granted: set[str] = field(default_factory=set)
+    refused: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Leadership:
+    """This node's DC state for one term."""
+
+    term: int
+    rounds: dict[int, float]  # round (our seq) -> local send time
+    acks: dict[str, int]  # voter -> highest round acknowledged in this term
+    lease_end: float
+    members: tuple[str, ...] = ()
+    members_counter: int = 0
+
+
+class MembershipCore:
+    def __init__(self, params: CoreParams, name: str, generation: int, now: float) -> None:
+        spec = params.spec(name)
+        if spec is None:
+            raise ValueError(f"node {name!r} is not in the configuration's node list")
+        self.params = params
+        self.timing = params.timing
+        self.name = name
+        self.node_id = spec.node_id
+        self.votes = spec.votes
+        self.generation = generation
+        self.started_at = now
+        self.peers: dict[str, Peer] = {
+            n.name: Peer(n.name, n.node_id, n.votes) for n in params.nodes if n.name != name
+        }
+        self.counters: dict[str, int] = {
+            key: 0
+            for key in (
+                "rx",
+                "tx",
+                "duplicate",
+                "own",
+                "drop_malformed",
+                "drop_auth",
+                "drop_cluster",
+                "drop_replay",
+                "drop_unknown_node",
+                "loop_stalls",
+            )
+        }
+        self.seq = 0
+        self.high_term = 0
+        # The vote this node has given (to itself or another); SAFETY: while `grant_until` is in
+        # the future it votes for nobody else.
+        self.voted_term = 0
+        self.voted_for: str | None = None
+        self.grant_until = -INF
+        self.grant_round = 0
+        self.candidacy: Candidacy | None = None
+        self.leader: Leadership | None = None
+        self.next_candidacy = now  # backoff after a lost election
+        self.run_at: float | None = None  # when this node may stand, once eligible (by rank)
+        self.next_hb = now
+        self.expected_tick = now
+        self.grace_until = -INF  # after a stall, no node is declared dead until this time
+        self.all_seen = not params.wait_for_all
+        self.fenced: set[str] = set()
+        self.fence_pending: set[str] = set()
+        self.ping_targets = tuple(
+            dict.fromkeys(list(params.ping) + [a for g in params.ping_groups for a in g.addresses])
+        )
+        self.ping_last: dict[str, float] = {}
+        self.ping_up: dict[str, bool] = {}
+        self.next_ping = now
+        # what this node holds as the cluster's member list when it is not the DC
+        self.known_members: tuple[str, ...] = ()
+        self.known_version: tuple[int, int] = (0, 0)
+        self.known_dc: str | None = None
+        self.known_dc_at = -INF
+        self.known_dc_direct_at = -INF  # when we last heard the known DC itself
+        self.left = False
+        self.last_tick = -INF
+        self._note_all_seen()
+
+    # ---- the API the shell calls ----------------------------------------------------------
+
+    def start(self, now: float) -> list[Effect]:
+        out: list[Effect] = [
+            Log(
+                "info",
+                "node-start",
+                f"node {self.name} starting, generation {self.generation}",
+                {"generation": self.generation},
+            )
+        ]
+        out += self._send_heartbeat(now)
+        return out
+
+    def next_deadline(self) -> float:
+        if self.left:
+            return INF
+        t = self.timing
+        times = [self.next_hb, self.started_at + t.initdead, self.started_at + t.quiet]
+        for peer in self.peers.values():
+            if peer.last_heard is not None:
+                if peer.state == "online":
+                    times.append(peer.last_heard + t.deadtime)
+                    if not peer.late_warned:
+                        times.append(peer.last_heard + t.warntime)
+                for link, at in peer.link_heard.items():
+                    if peer.link_up.get(link):
+                        times.append(at + t.deadtime)
+        if self.grant_until > -INF:
+            times.append(self.grant_until)
+        if self.candidacy:
+            times.append(self.candidacy.deadline)
+        if self.leader:
+            times.append(self.leader.lease_end)
+            times.append(self.leader.lease_end + t.lease)
+        if self.ping_targets:
+            times.append(self.next_ping)
+            times += [at + t.deadping for at in self.ping_last.values()]
+        times.append(self.next_candidacy)
+        times.append(self.known_dc_at + t.deadtime)
+        if self.run_at is not None:
+            times.append(self.run_at)
+        times.append(self.grace_until)
+        # Times at or before the last tick were handled by it; the heartbeat timer (always in
+        # the future) re-evaluates the conditions that are states rather than events.
+        deadline = min(x for x in times if x > self.last_tick)
+        self.expected_tick = deadline
+        return deadline
+
+    def tick(self, now: float) -> list[Effect]:
+        if self.left:
+            return []
+        out: list[Effect] = []
+        late = now - self.expected_tick
+        if late > self.timing.stall_threshold:
+            # A paused process or a stalled loop: datagrams that arrived meanwhile are still
+            # queued, so give them a keepalive to be read before declaring anyone dead. The
+            # DC lease is not extended: it is checked against the clock whatever happened.
+            self.counters["loop_stalls"] += 1
+            self.grace_until = now + self.timing.keepalive
+            out.append(
+                Log(
+                    "warning",
+                    "loop-stall",
+                    f"event loop stalled for {late * 1000:.0f} ms (paused process, "
+                    f"overload or clock jump); checking leases against the clock",
+                    {"stall_ms": round(late * 1000)},
+                )
+            )
+        out += self._check_peers(now)
+        out += self._check_pings(now)
+        out += self._check_leadership(now)
+        out += self._check_candidacy(now)
+        out += self._maybe_fence(now)
+        out += self._maybe_elect(now)
+        if now >= self.next_hb:
+            out += self._send_heartbeat(now)
+        self.last_tick = now
+        self.expected_tick = self.next_deadline()
+        return out
+
+    def receive(self, data: bytes, link: str, now: float) -> list[Effect]:
+        if self.left:
+            return []
+        msg = decode(data, self.params.authkeys, self.params.cluster_name)
+        if isinstance(msg, Dropped):
+            self.counters[f"drop_{msg.reason}"] += 1
+            return []
+        if msg.node == self.name:
+            self.counters["own"] += 1  # our own multicast/broadcast looped back
+            return []
+        peer = self.peers.get(msg.node)
+        if peer is None:
+            self.counters["drop_unknown_node"] += 1
+            return []
+        if peer.generation is not None and msg.generation < peer.generation:
+            self.counters["drop_replay"] += 1  # an older incarnation: a replay or a stale copy
+            return []
+        out: list[Effect] = []
+        if peer.generation is None or msg.generation > peer.generation:
+            if peer.generation is not None:
+                out.append(
+                    Log(
+                        "info",
+                        "node-restarted",
+                        f"node {peer.name} restarted (generation {msg.generation})",
+                        {"node": peer.name, "generation": msg.generation},
+                    )
+                )
+            peer.generation = msg.generation
+            peer.window = ReplayWindow()
+            peer.link_windows = {}
+            peer.last_hb = None
+        window = peer.link_windows.setdefault(link, ReplayWindow())
+        if not window.accept(msg.seq):
+            self.counters["drop_replay"] += 1
+            return out
+        self.counters["rx"] += 1
+        out += self._heard(peer, link, now)
+        if not peer.window.accept(msg.seq):
+            self.counters["duplicate"] += 1  # the same message over another link
+            return out
+        self.high_term = max(self.high_term, msg.high_term, msg.term)
+        if msg.type == "hb":
+            out += self._on_heartbeat(peer, msg, now)
+        elif msg.type == "vreq":
+            out += self._on_vote_request(peer, msg, now)
+        elif msg.type == "vote":
+            out += self._on_vote(peer, msg, now)
+        elif msg.type == "wd":
+            if self.voted_for == peer.name and self.voted_term == msg.term:
+                self.grant_until = now  # the candidate promised never to act on this term
+        elif msg.type == "bye":
+            out += self._on_bye(peer, now)
+        return out
+
+    def ping_reply(self, target: str, now: float) -> list[Effect]:
+        if target not in self.ping_targets:
+            return []
+        self.ping_last[target] = now
+        if not self.ping_up.get(target):
+            self.ping_up[target] = True
+            return [Log("info", "ping-up", f"ping node {target} is reachable", {"target": target})]
+        return []
+
+    def fence_done(self, target: str, ok: bool, now: float) -> list[Effect]:
+        self.fence_pending.discard(target)
+        if ok:
+            self.fenced.add(target)
+            return [Log("warning", "fenced", f"node {target} was fenced", {"node": target})]
+        return [
+            Log("error", "fence-failed", f"fencing {target} failed; will retry", {"node": target})
+        ]
+
+    def leave(self, now: float) -> list[Effect]:
+        """Clean shutdown: give up the DC lease and tell the peers we are going."""
+        if self.left:
+            return []
+        out: list[Effect] = [Log("info", "node-leave", f"node {self.name} leaving the cluster")]
+        self.leader = None
+        self.candidacy = None
+        out += self._send(now, type="bye", term=self.voted_term)
+        self.left = True
+        return out
+
+    def is_dc(self, now: float) -> bool:
+        # SAFETY: acting as DC is allowed only while the lease, measured from the send time
+        # of a round that a quorum acknowledged, has not run out on this node's own clock.
+        return self.leader is not None and not self.left and now < self.leader.lease_end
+
+    # ---- failure detection ---------------------------------------------------------------
+
+    def _heard(self, peer: Peer, link: str, now: float) -> list[Effect]:
+        out: list[Effect] = []
+        peer.last_heard = now
+        peer.link_heard[link] = now
+        peer.late_warned = False
+        if not peer.link_up.get(link):
+            peer.link_up[link] = True
+            if peer.state == "online":
+                out.append(
+                    Log(
+                        "info",
+                        "link-up",
+                        f"link {link} to {peer.name} is up",
+                        {"node": peer.name, "link": link},
+                    )
+                )
+        if peer.state != "online":
+            was = peer.state
+            peer.state = "online"
+            out.append(
+                Log(
+                    "info",
+                    "node-up",
+                    f"node {peer.name} is online (was {was})",
+                    {"node": peer.name, "links": sorted(peer.link_heard)},
+                )
+            )
+            self._note_all_seen()
+        return out
+
+    def _note_all_seen(self) -> None:
+        if not self.all_seen and all(p.state == "online" for p in self.peers.values()):
+            self.all_seen = True
+
+    def _check_peers(self, now: float) -> list[Effect]:
+        t = self.timing
+        out: list[Effect] = []
+        for peer in self.peers.values():
+            for link, at in peer.link_heard.items():
+                if peer.link_up.get(link) and now - at >= t.deadtime and now >= self.grace_until:
+                    peer.link_up[link] = False
+                    if peer.state == "online" and any(peer.link_up.values()):
+                        out.append(
+                            Log(
+                                "warning",
+                                "link-down",
+                                f"link {link} to {peer.name} is down; node still online "
+                                f"over {', '.join(k for k, v in peer.link_up.items() if v)}",
+                                {"node": peer.name, "link": link},
+                            )
+                        )
+            if peer.state == "online":
+                assert peer.last_heard is not None
+                silent = now - peer.last_heard
+                if silent >= t.deadtime and now >= self.grace_until:
+                    peer.state = "offline"
+                    peer.last_hb = None
+                    out.append(
+                        Log(
+                            "warning",
+                            "node-dead",
+                            f"node {peer.name} is dead: no heartbeat for "
+                            f"{silent * 1000:.0f} ms (deadtime {t.deadtime * 1000:.0f} ms)",
+                            {"node": peer.name, "silent_ms": round(silent * 1000)},
+                        )
+                    )
+                elif silent >= t.warntime and not peer.late_warned:
+                    peer.late_warned = True
+                    out.append(
+                        Log(
+                            "warning",
+                            "heartbeat-late",
+                            f"late heartbeat from {peer.name}: {silent * 1000:.0f} ms "
+                            f"(warntime {t.warntime * 1000:.0f} ms)",
+                            {"node": peer.name, "silent_ms": round(silent * 1000)},
+                        )
+                    )
+            elif peer.state == "unknown" and now >= self.started_at + t.initdead:
+                peer.state = "offline"
+                out.append(
+                    Log(
+                        "warning",
+                        "node-dead",
+                        f"node {peer.name} not heard within initdead ({t.initdead * 1000:.0f} ms)",
+                        {"node": peer.name},
+                    )
+                )
+        return out
+
+    def _check_pings(self, now: float) -> list[Effect]:
+        out: list[Effect] = []
+        if not self.ping_targets:
+            return out
+        for target in self.ping_targets:
+            at = self.ping_last.get(target)
+            if self.ping_up.get(target) and at is not None and now - at >= self.timing.deadping:
+                self.ping_up[target] = False
+                out.append(
+                    Log(
+                        "warning",
+                        "ping-down",
+                        f"ping node {target} unreachable for {(now - at) * 1000:.0f} ms",
+                        {"target": target},
+                    )
+                )
+        if now >= self.next_ping:
+            self.next_ping = now + self.timing.keepalive
+            out += [SendPing(target) for target in self.ping_targets]
+        return out
+
+    def pingd(self) -> int:
+        """Connectivity as pingd counts it: ping nodes up plus ping groups with a member up."""
+        count = sum(1 for a in self.params.ping if self.ping_up.get(a))
+        count += sum(
+            1 for g in self.params.ping_groups if any(self.ping_up.get(a) for a in g.addresses)
+        )
+        return count
+
+    # ---- views ------------------------------------------------------------------------------
+
+    def _online(self) -> list[Peer]:
+        return [p for p in self.peers.values() if p.state == "online"]
+
+    def _connected(self, now: float) -> list[Peer]:
+        """Peers heard within deadtime whose newest heartbeat says they hear us too."""
+        return [
+            p
+            for p in self._online()
+            if p.last_hb is not None
+            and now - p.last_hb_at < self.timing.deadtime
+            and self.name in p.last_hb.seen
+        ]
+
+    def _local_view(self, now: float) -> tuple[str, ...]:
+        return tuple(sorted([self.name] + [p.name for p in self._connected(now)]))
+
+    def _votes_of(self, names: tuple[str, ...] | list[str]) -> int:
+        total = 0
+        for name in names:
+            if name == self.name:
+                total += self.votes
+            elif name in self.peers:
+                total += self.peers[name].votes
+        return total
+
+    def quorum(self) -> int:
+        """Votes needed: more than half of the expected votes (two_node: one, as votequorum)."""
+        if self.params.two_node:
+            return 1
+        return self.params.total_votes // 2 + 1
+
+    def _fresh_dc(self, now: float) -> tuple[str | None, tuple[str, ...], tuple[int, int]]:
+        if self.is_dc(now):
+            assert self.leader is not None
+            return self.name, self.leader.members, (self.leader.term, self.leader.members_counter)
+        if self.known_dc is not None and now - self.known_dc_at < self.timing.deadtime:
+            return self.known_dc, self.known_members, self.known_version
+        return None, (), (0, 0)
+
+    def members(self, now: float) -> tuple[tuple[str, ...], tuple[int, int]]:
+        dc, members, version = self._fresh_dc(now)
+        if dc is not None:
+            return members, version
+        return self._local_view(now), (0, 0)
+
+    def quorate(self, now: float) -> bool:
+        if not self.all_seen:
+            return False  # wait_for_all: not until every node was seen at once
+        dc, members, _ = self._fresh_dc(now)
+        if dc is not None:
+            return self.name in members and self._votes_of(members) >= self.quorum()
+        return self._votes_of(self._local_view(now)) >= self.quorum()
+
+    # ---- heartbeats ---------------------------------------------------------------------------
+
+    def _send(self, now: float, **fields: object) -> list[Effect]:
+        self.seq += 1
+        msg = Message(
+            cluster=self.params.cluster_name,
+            node=self.name,
+            generation=self.generation,
+            seq=self.seq,
+            high_term=self.high_term,
+            **fields,  # type: ignore[arg-type]
+        )
+        self.counters["tx"] += 1
+        return [Send(encode(msg, self.params.authkeys))]
+
+    def _send_heartbeat(self, now: float) -> list[Effect]:
+        self.next_hb = now + self.timing.keepalive
+        dc, members, version = self._fresh_dc(now)
+        lease = False
+        if self.leader is not None:
+            lease = True
+            # SAFETY: the round's send time is taken before the datagram leaves, so every
+            # voter's extension starts later than the time the DC counts its lease from.
+            self.leader.rounds[self.seq + 1] = now
+            if len(self.leader.rounds) > ROUNDS_KEPT:
+                del self.leader.rounds[min(self.leader.rounds)]
+            self.leader.acks[self.name] = self.seq + 1
+            self.grant_until = now + self.timing.lease
+            self.grant_round = self.seq + 1
+            dc = self.name
+            members = self.leader.members
+            version = (self.leader.term, self.leader.members_counter)
+        relayed_stale = now - self.known_dc_direct_at >= self.timing.deadtime
+        if self.leader is None and dc is not None and relayed_stale:
+            dc, members, version = None, (), (0, 0)  # relay only what we hear ourselves
+        dc_age = 0 if dc in (None, self.name) else round((now - self.known_dc_direct_at) * 1000)
+        grant = None
+        if self.voted_for is not None and self.grant_until > now:
+            grant = Grant(self.voted_for, self.voted_term, self.grant_round)
+        term = self.leader.term if self.leader else (self.voted_term if dc else 0)
+        return self._send(
+            now,
+            type="hb",
+            seen=tuple(sorted(p.name for p in self._online())),
+            dc=dc,
+            dc_age=dc_age,
+            term=term,
+            lease=lease,
+            grant=grant,
+            members=members,
+            members_version=version,
+            attributes={"pingd": self.pingd()} if self.ping_targets else {},
+            quorate=self.quorate(now),
+        )
+
+    def _on_heartbeat(self, peer: Peer, msg: Message, now: float) -> list[Effect]:
+        out: list[Effect] = []
+        peer.last_hb = msg
+        peer.last_hb_at = now
+        if (
+            msg.dc is not None
+            and msg.members_version >= self.known_version
+            and (msg.dc == peer.name or msg.dc != self.name)
+        ):
+            # Adopt the newest member list, from the DC itself or relayed by a peer. A peer
+            # relays a DC only while it hears that DC directly (see _send_heartbeat), and says
+            # how long ago, so a relay never makes a dead DC look fresher than it is.
+            heard_at = now - msg.dc_age / 1000
+            if msg.dc == peer.name:
+                self.known_dc_direct_at = now
+                heard_at = now
+            if msg.members_version > self.known_version or heard_at > self.known_dc_at:
+                self.known_dc_at = heard_at
+            self.known_dc = msg.dc
+            self.known_members = msg.members
+            self.known_version = msg.members_version
+        if self.leader is not None:
+            if msg.lease and msg.term > self.leader.term:
+                out += self._step_down(now, f"{peer.name} is DC in newer term {msg.term}")
+            elif msg.grant and msg.grant.to == self.name and msg.grant.term == self.leader.term:
+                acked = self.leader.acks.get(peer.name, 0)
+                self.leader.acks[peer.name] = max(acked, msg.grant.round)
+                self._extend_lease(now)
+                self._update_members(now)
+        if msg.lease and self._may_vote(peer.name, msg.term, now):
+            # A lease renewal from the DC we vote for (or a DC we may now vote for): extend
+            # our vote and answer at once, so the DC's lease follows its rounds closely.
+            renewed = self.voted_for == peer.name and self.voted_term == msg.term
+            self._grant(peer.name, msg.term, msg.seq, now)
+            if not renewed:
+                out.append(
+                    Log(
+                        "info",
+                        "vote",
+                        f"following DC {peer.name} (term {msg.term})",
+                        {"dc": peer.name, "term": msg.term},
+                    )
+                )
+            out += self._send_heartbeat(now)
+        return out
+
+    def _on_bye(self, peer: Peer, now: float) -> list[Effect]:
+        peer.state = "left"
+        peer.last_hb = None
+        peer.link_up = dict.fromkeys(peer.link_up, False)
+        if self.voted_for == peer.name:
+            self.grant_until = now  # a leaving DC gives up its lease before it says bye
+        if self.known_dc == peer.name:
+            self.known_dc = None
+        if self.leader is not None:
+            self.leader.acks.pop(peer.name, None)
+        return [Log("info", "node-left", f"node {peer.name} left the cluster", {"node": peer.name})]
+
+    # ---- votes and the DC lease ----------------------------------------------------------------
+
+    def _may_vote(self, candidate: str, term: int, now: float) -> bool:
+        # SAFETY: a restarted node has forgotten its votes; it votes for nobody until any vote
+        # it gave before could have expired.
+        if now < self.started_at + self.timing.quiet:
+            return False
+        # SAFETY: never two candidates in one term, never a newer candidate while a vote for
+        # another still binds us.
+        if term < self.voted_term:
+            return False
+        if term == self.voted_term and self.voted_for not in (None, candidate):
+            return False
+        return not (self.voted_for != candidate and self.grant_until > now)
+
+    def _grant(self, candidate: str, term: int, round_: int, now: float) -> None:
+        self.voted_term = term
+        self.voted_for = candidate
+        self.grant_until = now + self.timing.lease
+        self.grant_round = round_
+        self.high_term = max(self.high_term, term)
+
+    def _on_vote_request(self, peer: Peer, msg: Message, now: float) -> list[Effect]:
+        ok = self._may_vote(peer.name, msg.term, now)
+        if ok:
+            self._grant(peer.name, msg.term, msg.seq, now)
+        return self._send(now, type="vote", term=msg.term, to=peer.name, ok=ok)
+
+    def _on_vote(self, peer: Peer, msg: Message, now: float) -> list[Effect]:
+        cand = self.candidacy
+        if cand is None or msg.to != self.name or msg.term != cand.term:
+            return []
+        (cand.granted if msg.ok else cand.refused).add(peer.name)
+        if self._lease_votes(cand.granted | {self.name}) > self.params.total_votes / 2:
+            return self._become_dc(now)
+        return []
+
+    def _lease_votes(self, voters: set[str]) -> int:
+        # A fenced node is powered off: it holds no vote for anyone until it restarts, and
+        # after a restart it waits `quiet` before voting, so its vote may be counted for us.
+        return self._votes_of(sorted(voters | self.fenced))
+
+    def _become_dc(self, now: float) -> list[Effect]:
+        cand = self.candidacy
+        assert cand is not None
+        self.candidacy = None
+        acks = dict.fromkeys(cand.granted, cand.round)
+        acks[self.name] = cand.round
+        self.leader = Leadership(
+            term=cand.term,
+            rounds={cand.round: cand.sent_at},
+            acks=acks,
+            lease_end=-INF,
+        )
+        self._extend_lease(now)
+        self._update_members(now)
+        out: list[Effect] = [
+            Log(
+                "info",
+                "dc-elected",
+                f"{self.name} is DC for term {cand.term}",
+                {"dc": self.name, "term": cand.term, "votes": sorted(cand.granted | {self.name})},
+            )
+        ]
+        out += self._send_heartbeat(now)
+        return out
+
+    def _extend_lease(self, now: float) -> None:
+        """Lease end = send time of the newest round a quorum of votes acknowledged + dc_lease."""
+        leader = self.leader
+        assert leader is not None
+        weighted = sorted(
+            ((r, self._votes_of([v])) for v, r in leader.acks.items() if r in leader.rounds),
+            reverse=True,
+        )
+        fenced_votes = self._votes_of(sorted(self.fenced))
+        total, need = fenced_votes, self.params.total_votes / 2
+        for round_, votes in weighted:
+            total += votes
+            if total > need:
+                end = leader.rounds[round_] + self.timing.dc_lease
+                if end > leader.lease_end:
+                    leader.lease_end = end
+                break
+
+    def _update_members(self, now: float) -> None:
+        leader = self.leader
+        assert leader is not None
+        members = [self.name]
+        for peer in self._online():
+            hb = peer.last_hb
+            if (
+                hb is not None
+                and hb.grant is not None
+                and hb.grant.to == self.name
+                and hb.grant.term == leader.term
+            ):
+                members.append(peer.name)
+        new = tuple(sorted(members))
+        if new != leader.members:
+            leader.members = new
+            leader.members_counter += 1
+
+    def _check_leadership(self, now: float) -> list[Effect]:
+        leader = self.leader
+        if leader is None:
+            return []
+        self._update_members(now)
+        if now >= leader.lease_end + self.timing.lease:
+            return self._step_down(now, "no quorum acknowledged the lease")
+        return []
+
+    def _step_down(self, now: float, why: str) -> list[Effect]:
+        term = self.leader.term if self.leader else 0
+        self.leader = None
+        return [
+            Log(
+                "warning",
+                "dc-lost",
+                f"{self.name} is no longer DC (term {term}): {why}",
+                {"term": term, "reason": why},
+            )
+        ]
+
+    # ---- elections -----------------------------------------------------------------------------
+
+    def _check_candidacy(self, now: float) -> list[Effect]:
+        cand = self.candidacy
+        if cand is None or now < cand.deadline:
+            return []
+        self.candidacy = None
+        # We will never act on this term: release our own vote and let the voters go too.
+        if self.voted_for == self.name and self.voted_term == cand.term:
+            self.grant_until = now
+        rank = self._rank(now)
+        self.next_candidacy = now + self.timing.election_timeout * (1 + rank)
+        out: list[Effect] = [
+            Log(
+                "info",
+                "election-lost",
+                f"no quorum for term {cand.term} (granted: {sorted(cand.granted) or 'none'})",
+                {"term": cand.term},
+            )
+        ]
+        out += self._send(now, type="wd", term=cand.term)
+        return out
+
+    def _rank(self, now: float) -> int:
+        """0 for the preferred candidate (lowest node id we are connected to), 1 the next..."""
+        ids = sorted([self.node_id] + [p.node_id for p in self._connected(now)])
+        return ids.index(self.node_id)
+
+    def _maybe_elect(self, now: float) -> list[Effect]:
+        t = self.timing
+        if self.leader is not None or self.candidacy is not None:
+            return []
+        dc, _, _ = self._fresh_dc(now)
+        if (
+            dc is not None
+            or (self.voted_for not in (None, self.name) and self.grant_until > now)
+            or now < self.next_candidacy
+            or not self._may_vote(self.name, self.high_term + 1, now)
+            or (
+                # initdead: give slow starters time, unless everyone is already here
+                now < self.started_at + t.initdead
+                and any(p.state != "online" for p in self.peers.values())
+            )
+            or not self.quorate(now)
+            or (self.params.two_node and not self._two_node_may_lead())
+        ):
+            self.run_at = None
+            return []
+        # The preferred candidate runs at once; the others wait in rank order, so that one
+        # candidate normally runs alone and no vote is split.
+        if self.run_at is None:
+            self.run_at = now + self._rank(now) * 2 * t.election_timeout
+        if now < self.run_at:
+            return []
+        self.run_at = None
+        term = self.high_term + 1
+        self.high_term = term
+        self._grant(self.name, term, self.seq + 1, now)
+        self.candidacy = Candidacy(term, self.seq + 1, now, now + t.election_timeout)
+        out: list[Effect] = [
+            Log("info", "election", f"{self.name} stands for DC in term {term}", {"term": term})
+        ]
+        out += self._send(now, type="vreq", term=term)
+        if self._lease_votes({self.name}) > self.params.total_votes / 2:
+            out += self._become_dc(now)
+        return out
+
+    def _two_node_may_lead(self) -> bool:
+        """In a two_node cluster a lone node leads only once its peer is fenced."""
+        return all(p.state == "online" or p.name in self.fenced for p in self.peers.values())
+
+    def _maybe_fence(self, now: float) -> list[Effect]:
+        if not self.params.two_node or self.leader is not None or not self.quorate(now):
+            return []
+        out: list[Effect] = []
+        for peer in self.peers.values():
+            if peer.state == "online":
+                self.fenced.discard(peer.name)  # it is back: its own vote counts again
+            elif peer.name not in self.fenced and peer.name not in self.fence_pending:
+                if now < self.started_at + self.timing.initdead and peer.state == "unknown":
+                    continue
+                self.fence_pending.add(peer.name)
+                out.append(
+                    Log(
+                        "warning",
+                        "fence-request",
+                        f"two_node: peer {peer.name} lost; fencing it before taking over",
+                        {"node": peer.name},
+                    )
+                )
+                out.append(Fence(peer.name))
+        return out
+
+    # ---- status --------------------------------------------------------------------------------
+
+    def status(self, now: float) -> NodeStatus:
+        dc, _, _ = self._fresh_dc(now)
+        members, version = self.members(now)
+        nodes: dict[str, PeerStatus] = {
+            self.name: PeerStatus(
+                name=self.name,
+                node_id=self.node_id,
+                votes=self.votes,
+                state="left" if self.left else "online",
+                links=dict.fromkeys(self.params.links, "up"),
+                generation=self.generation,
+                last_heard=0.0,
+                attributes={"pingd": self.pingd()} if self.ping_targets else {},
+            )
+        }
+        for peer in self.peers.values():
+            attributes = dict(peer.last_hb.attributes) if peer.last_hb else {}
+            nodes[peer.name] = PeerStatus(
+                name=peer.name,
+                node_id=peer.node_id,
+                votes=peer.votes,
+                state=peer.state,
+                links={
+                    link: "up" if peer.link_up.get(link) else "down" for link in self.params.links
+                },
+                generation=peer.generation,
+                last_heard=None if peer.last_heard is None else round(now - peer.last_heard, 3),
+                attributes=attributes,
+            )
+        ping = {a: "up" if self.ping_up.get(a) else "down" for a in self.params.ping}
+        for group in self.params.ping_groups:
+            ping[group.name] = "up" if any(self.ping_up.get(a) for a in group.addresses) else "down"
+        term = self.leader.term if self.leader else (version[0] if dc else self.high_term)
+        return NodeStatus(
+            node=self.name,
+            generation=self.generation,
+            dc=dc,
+            term=term,
+            is_dc=self.is_dc(now),
+            quorate=self.quorate(now),
+            votes=self._votes_of(members),
+            expected_votes=self.params.total_votes,
+            quorum=self.quorum(),
+            members=list(members),
+            members_version=list(version),
+            nodes=nodes,
+            ping=ping,
+            counters=dict(self.counters),
+        )
