@@ -499,6 +499,7 @@ class MembershipCore:
             self.leader.acks[self.name] = self.seq + 1
             self.grant_until = now + self.timing.lease
             self.grant_round = self.seq + 1
+            self._extend_lease(now)  # our own vote may complete a quorum (fenced peers, one node)
             dc = self.name
             members = self.leader.members
             version = (self.leader.term, self.leader.members_counter)

@@ -1,0 +1,233 @@
+"""Behaviour of one membership core and of a few cores talking over a perfect network."""
+
+from __future__ import annotations
+
+import pytest
+from membership_net import KEYS, Net, params
+
+from hastack.config.model import PingGroup
+from hastack.membership.codec import Message, encode
+from hastack.membership.core import MembershipCore
+from hastack.membership.effects import Send, SendPing
+
+
+def test_three_nodes_elect_the_lowest_id_once_and_agree_on_members() -> None:
+    net = Net(params(3))
+    net.start()
+    net.run_until(3.0)
+    assert net.dc() == ["n1"]
+    for core in net.cores.values():
+        status = core.status(net.now)
+        assert status.dc == "n1"
+        assert status.quorate
+        assert status.members == ["n1", "n2", "n3"]
+        assert status.votes == 3 and status.quorum == 2
+    versions = {tuple(c.status(net.now).members_version) for c in net.cores.values()}
+    assert len(versions) == 1
+
+
+def test_killed_node_is_declared_dead_after_deadtime_and_not_before() -> None:
+    net = Net(params(3))
+    net.start()
+    net.run_until(2.0)
+    net.crash("n3")
+    net.run_until(2.0 + 0.5 - 0.1 - 0.01)  # last heartbeat was at most a keepalive before
+    assert net.cores["n1"].status(net.now).nodes["n3"].state == "online"
+    net.run_until(2.6)
+    assert net.cores["n1"].status(net.now).nodes["n3"].state == "offline"
+    dead = net.events("n1", "node-dead")
+    assert dead and dead[0].fields["node"] == "n3"
+    assert net.events("n1", "heartbeat-late"), "warntime passes before deadtime"
+    assert net.cores["n1"].status(net.now).members == ["n1", "n2"]
+
+
+def test_dc_killed_new_dc_within_deadtime_plus_margin() -> None:
+    net = Net(params(3))
+    net.start()
+    net.run_until(2.0)
+    assert net.dc() == ["n1"]
+    net.crash("n1")
+    killed = net.now
+    net.run_until(killed + 0.5 + 0.2)
+    assert net.dc() == ["n2"]
+    elected = net.events("n2", "dc-elected")[-1]
+    assert elected.fields["term"] > 1
+
+
+def test_one_node_of_three_is_not_quorate_and_never_dc() -> None:
+    net = Net(params(3))
+    net.start("n3")
+    net.run_until(5.0)
+    status = net.cores["n3"].status(net.now)
+    assert not status.quorate
+    assert status.dc is None and net.dc() == []
+
+
+def test_second_link_keeps_a_node_online_and_the_cut_link_is_reported() -> None:
+    net = Net(params(2, links=("ucast eth0", "ucast eth1")))
+    net.start()
+    net.run_until(1.0)
+    net.allow = lambda src, dst, link: link != "ucast eth0"
+    net.run_until(3.0)
+    peer = net.cores["n1"].status(net.now).nodes["n2"]
+    assert peer.state == "online"
+    assert peer.links == {"ucast eth0": "down", "ucast eth1": "up"}
+    assert net.events("n1", "link-down") and not net.events("n1", "node-dead")
+
+
+def test_replayed_datagram_is_dropped_and_other_link_copy_is_a_duplicate() -> None:
+    p = params(2, links=("a", "b"))
+    core = MembershipCore(p, "n1", 1, 0.0)
+    msg = Message(cluster="unit", node="n2", generation=1, seq=1, type="hb")
+    data = encode(msg, KEYS)
+    core.receive(data, "a", 0.1)
+    core.receive(data, "a", 0.2)
+    core.receive(data, "b", 0.3)
+    assert core.counters["drop_replay"] == 1
+    assert core.counters["duplicate"] == 1
+    assert core.status(0.3).nodes["n2"].links == {"a": "up", "b": "up"}
+
+
+def test_older_generation_is_dropped_as_replay() -> None:
+    core = MembershipCore(params(2), "n1", 1, 0.0)
+    new = encode(Message(cluster="unit", node="n2", generation=5, seq=1, type="hb"), KEYS)
+    old = encode(Message(cluster="unit", node="n2", generation=4, seq=9, type="hb"), KEYS)
+    core.receive(new, "ucast eth0", 0.1)
+    core.receive(old, "ucast eth0", 0.2)
+    assert core.counters["drop_replay"] == 1
+    assert core.status(0.2).nodes["n2"].generation == 5
+
+
+def test_garbage_and_foreign_messages_are_counted_never_raised() -> None:
+    core = MembershipCore(params(2), "n1", 1, 0.0)
+    core.receive(b"\x00\xff garbage", "ucast eth0", 0.1)
+    other = encode(Message(cluster="other", node="n2", generation=1, seq=1, type="hb"), KEYS)
+    core.receive(other, "ucast eth0", 0.1)
+    stranger = encode(Message(cluster="unit", node="n9", generation=1, seq=1, type="hb"), KEYS)
+    core.receive(stranger, "ucast eth0", 0.1)
+    assert core.counters["drop_malformed"] == 1
+    assert core.counters["drop_cluster"] == 1
+    assert core.counters["drop_unknown_node"] == 1
+
+
+def test_voter_refuses_a_second_candidate_while_its_vote_binds() -> None:
+    core = MembershipCore(params(3), "n3", 1, 0.0)
+    now = 1.0  # after the quiet period
+    first = encode(
+        Message(cluster="unit", node="n1", generation=1, seq=1, type="vreq", term=1), KEYS
+    )
+    second = encode(
+        Message(cluster="unit", node="n2", generation=1, seq=1, type="vreq", term=2), KEYS
+    )
+    (vote1,) = [e for e in core.receive(first, "ucast eth0", now) if isinstance(e, Send)]
+    (vote2,) = [e for e in core.receive(second, "ucast eth0", now + 0.1) if isinstance(e, Send)]
+    assert b'"ok":true' in vote1.data
+    assert b'"ok":false' in vote2.data
+    later = encode(
+        Message(cluster="unit", node="n2", generation=1, seq=2, type="vreq", term=3), KEYS
+    )
+    (vote3,) = [e for e in core.receive(later, "ucast eth0", now + 0.6) if isinstance(e, Send)]
+    assert b'"ok":true' in vote3.data, "the first vote expired after the lease"
+
+
+def test_restarted_node_votes_for_nobody_during_its_quiet_period() -> None:
+    core = MembershipCore(params(3), "n3", 2, 10.0)
+    req = encode(Message(cluster="unit", node="n1", generation=1, seq=1, type="vreq", term=7), KEYS)
+    (vote,) = [e for e in core.receive(req, "ucast eth0", 10.2) if isinstance(e, Send)]
+    assert b'"ok":false' in vote.data
+
+
+def test_dc_without_acknowledgements_stops_acting_before_voters_release() -> None:
+    net = Net(params(3))
+    net.start()
+    net.run_until(2.0)
+    assert net.dc() == ["n1"]
+    net.allow = lambda src, dst, link: src != "n1" and dst != "n1"  # isolate the DC
+    cut = net.now
+    timing = net.params.timing
+    net.run_until(cut + timing.dc_lease + 0.01)
+    assert not net.cores["n1"].is_dc(net.now)
+    net.run_until(cut + 2.0)
+    assert net.dc() == ["n2"]  # the majority side took over; Net asserts never two DCs
+    assert not net.cores["n1"].status(net.now).quorate
+
+
+def test_healed_partition_rejoins_one_member_list() -> None:
+    net = Net(params(3))
+    net.start()
+    net.run_until(2.0)
+    net.allow = lambda src, dst, link: "n1" not in (src, dst)
+    net.run_until(4.0)
+    net.allow = lambda src, dst, link: True
+    net.run_until(7.0)
+    lists = {tuple(c.status(net.now).members) for c in net.cores.values()}
+    dcs = {c.status(net.now).dc for c in net.cores.values()}
+    assert lists == {("n1", "n2", "n3")}
+    assert len(dcs) == 1 and None not in dcs
+
+
+def test_clean_leave_lets_the_others_elect_without_waiting_for_deadtime() -> None:
+    net = Net(params(3))
+    net.start()
+    net.run_until(2.0)
+    net.deliver("n1", net.cores["n1"].leave(net.now))
+    left = net.now
+    net.run_until(left + 0.3)
+    assert net.dc() == ["n2"]
+    assert net.cores["n2"].status(net.now).nodes["n1"].state == "left"
+
+
+def test_two_node_survivor_fences_its_peer_before_it_leads() -> None:
+    net = Net(params(2, two_node=True, wait_for_all=True))
+    net.start()
+    net.run_until(2.0)
+    assert len(net.dc()) == 1
+    leader = net.dc()[0]
+    other = "n2" if leader == "n1" else "n1"
+    net.crash(leader)
+    net.run_until(3.5)
+    assert (other, leader) in net.fences
+    assert net.dc() == []
+    net.deliver(other, net.cores[other].fence_done(leader, True, net.now))
+    net.run_until(4.0)
+    assert net.dc() == [other]
+
+
+def test_wait_for_all_is_not_quorate_until_every_node_was_seen() -> None:
+    net = Net(params(2, two_node=True, wait_for_all=True))
+    net.start("n1")
+    net.run_until(5.0)
+    assert not net.cores["n1"].status(net.now).quorate
+    assert net.fences == []
+
+
+def test_stalled_loop_is_reported_and_gives_queued_heartbeats_a_chance() -> None:
+    core = MembershipCore(params(2), "n1", 1, 0.0)
+    hb = encode(Message(cluster="unit", node="n2", generation=1, seq=1, type="hb"), KEYS)
+    core.receive(hb, "ucast eth0", 0.05)
+    core.next_deadline()
+    effects = core.tick(3.0)  # the process was stopped for about three seconds
+    events = [e.event for e in effects if hasattr(e, "event")]
+    assert "loop-stall" in events
+    assert "node-dead" not in events
+    assert core.counters["loop_stalls"] == 1
+
+
+def test_ping_nodes_and_groups_give_the_pingd_attribute() -> None:
+    group = PingGroup("routers", ("192.0.2.1", "192.0.2.2"))
+    core = MembershipCore(params(2, ping=("192.0.2.9",), ping_groups=(group,)), "n1", 1, 0.0)
+    effects = core.start(0.0) + core.tick(0.0)
+    targets = {e.target for e in effects if isinstance(e, SendPing)}
+    assert targets == {"192.0.2.9", "192.0.2.1", "192.0.2.2"}
+    core.ping_reply("192.0.2.2", 0.05)
+    assert core.pingd() == 1
+    assert core.status(0.05).ping == {"192.0.2.9": "down", "routers": "up"}
+    core.ping_reply("192.0.2.9", 0.06)
+    assert core.pingd() == 2
+    core.tick(0.06 + 0.5)  # deadping passed without replies
+    assert core.pingd() == 0
+
+
+def test_node_not_in_configuration_is_refused() -> None:
+    with pytest.raises(ValueError, match="not in the configuration"):
+        MembershipCore(params(2), "stranger", 1, 0.0)
