@@ -301,6 +301,7 @@ class MembershipCore:
         out: list[Effect] = []
         peer.last_heard = now
         peer.link_heard[link] = now
+        self.fenced.discard(peer.name)  # it is back: only its own vote counts from now on
         peer.late_warned = False
         if not peer.link_up.get(link):
             peer.link_up[link] = True
@@ -489,6 +490,13 @@ class MembershipCore:
         self.next_hb = now + self.timing.keepalive
         dc, members, version = self._fresh_dc(now)
         lease = False
+        out: list[Effect] = []
+        if self.leader is not None and (
+            self.voted_for != self.name or self.voted_term != self.leader.term
+        ):
+            # Our own vote went to another candidate (our self-vote lapsed during a stall):
+            # it can no longer count for our lease.
+            out += self._step_down(now, "our own vote went to another candidate")
         if self.leader is not None:
             lease = True
             # SAFETY: the round's send time is taken before the datagram leaves, so every
@@ -511,7 +519,7 @@ class MembershipCore:
         if self.voted_for is not None and self.grant_until > now:
             grant = Grant(self.voted_for, self.voted_term, self.grant_round)
         term = self.leader.term if self.leader else (self.voted_term if dc else 0)
-        return self._send(
+        return out + self._send(
             now,
             type="hb",
             seen=tuple(sorted(p.name for p in self._online())),
@@ -785,8 +793,8 @@ class MembershipCore:
         out: list[Effect] = []
         for peer in self.peers.values():
             if peer.state == "online":
-                self.fenced.discard(peer.name)  # it is back: its own vote counts again
-            elif peer.name not in self.fenced and peer.name not in self.fence_pending:
+                continue
+            if peer.name not in self.fenced and peer.name not in self.fence_pending:
                 if now < self.started_at + self.timing.initdead and peer.state == "unknown":
                     continue
                 self.fence_pending.add(peer.name)
