@@ -107,6 +107,7 @@ class AuthKeys:
     active: int  # the `auth N` index used to sign
     keys: dict[int, AuthKey]  # every key, all accepted on receive
     source_file: str = ""
+    warnings: tuple[ConfigWarning, ...] = ()  # added by the config helper (crc, short keys)
 
     @property
     def signing(self) -> AuthKey:

@@ -1,0 +1,374 @@
+"""`hastack node start`: one cluster node in the foreground, a thin asyncio shell around the core.
+
+The daemon owns no logic of its own: it feeds the membership core what happens (datagrams, ICMP
+replies, the passing of time) with the node's clock, and carries out the effects the core returns
+(send on every link, ping, log). Everything that decides is in `hastack.membership.core`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from hastack import __version__
+from hastack.config.errors import ConfigError
+from hastack.config.model import ClusterConfig
+from hastack.daemon import clock, logsetup
+from hastack.daemon.control import ControlServer
+from hastack.daemon.rundir import AlreadyRunning, NodeRunDir
+from hastack.membership.core import MembershipCore
+from hastack.membership.effects import Effect, Fence, Log, Send, SendPing
+from hastack.membership.params import CoreParams
+from hastack.transport import IcmpPinger, LinkEndpoint, endpoint_for
+from hastack.transport.logevents import emit
+
+logger = logging.getLogger("hastack.daemon")
+core_logger = logging.getLogger("hastack.membership")
+
+
+def default_node_name() -> str:
+    """A node's name is `uname -n`, as heartbeat has it."""
+    return os.uname().nodename
+
+
+def resolve_run_dir(config: ClusterConfig) -> Path:
+    """ha.cf's run_dir; a relative one is taken relative to the configuration directory."""
+    return Path(config.directory) / config.hacf.run_dir
+
+
+def load(config_dir: str) -> ClusterConfig:
+    from hastack.config.directory import load_config
+
+    return load_config(config_dir)
+
+
+def check_node(config: ClusterConfig, node: str) -> str | None:
+    """An error message when `node` is not one of the configuration's nodes."""
+    names = [spec.name for spec in config.hacf.nodes]
+    if node in names:
+        return None
+    return (
+        f"node {node!r} is not in {config.hacf.file} (its nodes: {', '.join(names) or 'none'}); "
+        "name this machine's node with --node NAME or add a `node` line"
+    )
+
+
+class NodeDaemon:
+    def __init__(
+        self, config_dir: str, config: ClusterConfig, name: str, rundir: NodeRunDir, generation: int
+    ) -> None:
+        self.config_dir = config_dir
+        self.config = config
+        self.name = name
+        self.rundir = rundir
+        self.generation = generation
+        self.core = MembershipCore(CoreParams.from_config(config), name, generation, clock.now())
+        self.links: list[LinkEndpoint] = []
+        self.pinger: IcmpPinger | None = None
+        self.control = ControlServer(
+            rundir.control_path,
+            {
+                "status": self._cmd_status,
+                "counters": self._cmd_counters,
+                "version": lambda _request: {"version": __version__, "node": self.name},
+            },
+        )
+        self.wall_watch = clock.WallClockWatch()
+        self.core_errors = 0
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._fatal: BaseException | None = None
+        self._no_pinger_logged = False
+        self._fence_warned: set[str] = set()
+
+    # ---- running ---------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        hacf = self.config.hacf
+        emit(
+            logger,
+            "info",
+            "daemon-start",
+            f"hastack {__version__} node {self.name} starting (generation {self.generation}, "
+            f"pid {os.getpid()})",
+            node=self.name,
+            generation=self.generation,
+            config=self.config_dir,
+            run_dir=str(self.rundir.path),
+        )
+        for warning in self.config.warnings:
+            emit(logger, "warning", "config-warning", str(warning))
+        await self._open_links()
+        if hacf.ping or hacf.ping_groups:
+            await self._open_pinger()
+        await self.control.start()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._request_stop, signum)
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
+        try:
+            self._execute(self.core.start(clock.now()))
+            ticker = asyncio.create_task(self._ticker())
+            await self._stop.wait()
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            if self._fatal is None:
+                self._execute(self.core.leave(clock.now()))
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(signum)
+            await self.control.close()
+            for endpoint in self.links:
+                endpoint.close()
+            if self.pinger is not None:
+                self.pinger.close()
+        if self._fatal is not None:
+            emit(
+                logger, "error", "daemon-fatal", f"stopping after an internal error: {self._fatal}"
+            )
+            return 1
+        emit(logger, "info", "daemon-stop", f"node {self.name} stopped")
+        return 0
+
+    async def _open_links(self) -> None:
+        for link in self.config.hacf.links:
+            endpoint = endpoint_for(link, self._on_datagram)
+            try:
+                await endpoint.open()
+            except OSError as exc:
+                # One broken medium is a warning: the others may still carry the heartbeat.
+                emit(
+                    logger,
+                    "error",
+                    "link-open-failed",
+                    f"cannot open link {link.name}: {exc.strerror or exc}",
+                    link=link.name,
+                )
+                continue
+            self.links.append(endpoint)
+            emit(logger, "info", "link-open", f"link {link.name} open", link=link.name)
+        if not self.links:
+            emit(logger, "error", "no-links", "no heartbeat link could be opened: node is alone")
+
+    async def _open_pinger(self) -> None:
+        pinger = IcmpPinger(self._on_ping_reply)
+        try:
+            await pinger.open()
+        except OSError as exc:
+            emit(logger, "error", "ping-unavailable", f"ping nodes cannot be checked: {exc}")
+            return
+        self.pinger = pinger
+
+    def _request_stop(self, signum: int) -> None:
+        emit(logger, "info", "signal", f"received {signal.Signals(signum).name}: leaving")
+        self._stop.set()
+
+    async def _ticker(self) -> None:
+        """Call core.tick whenever its deadline passes; re-armed by every event."""
+        try:
+            while True:
+                self._wake.clear()
+                delay = self.core.next_deadline() - clock.now()
+                if delay > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), delay)
+                    continue  # an event may have moved the deadline: recompute it
+                self._check_wall_clock()
+                self._execute(self.core.tick(clock.now()))
+                await asyncio.sleep(0)  # let I/O in even if the core asks for ticks back to back
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the core failed on a timer: we cannot go on safely
+            logger.exception("membership core failed in tick()")
+            self._fatal = exc
+            self._stop.set()
+
+    def _check_wall_clock(self) -> None:
+        jump = self.wall_watch.check(clock.now(), clock.wall())
+        if jump is not None:
+            emit(
+                logger,
+                "warning",
+                "wall-clock-jump",
+                f"the wall clock jumped {jump:+.3f} s (timers are unaffected: they use "
+                "CLOCK_BOOTTIME; log timestamps around here are shifted)",
+                jump_s=round(jump, 3),
+            )
+
+    # ---- events ----------------------------------------------------------------------------
+
+    def _on_datagram(self, data: bytes, link: str) -> None:
+        try:
+            effects = self.core.receive(data, link, clock.now())
+        except Exception:
+            # The core's contract is to count bad input, never raise; if it does anyway, drop
+            # this one datagram and say so rather than lose the node.
+            self.core_errors += 1
+            logger.exception("membership core failed on a datagram from link %s", link)
+            return
+        self._execute(effects)
+        self._wake.set()
+
+    def _on_ping_reply(self, target: str) -> None:
+        self._execute(self.core.ping_reply(target, clock.now()))
+        self._wake.set()
+
+    def _execute(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Send):
+                for endpoint in self.links:
+                    endpoint.send(effect.data)
+            elif isinstance(effect, SendPing):
+                if self.pinger is not None:
+                    self.pinger.ping(effect.target)
+            elif isinstance(effect, Fence):
+                self._fence(effect.target)
+            elif isinstance(effect, Log):
+                emit(core_logger, effect.level, effect.event, effect.message, effect.fields)
+
+    def _fence(self, target: str) -> None:
+        # No fencer exists yet (a later issue adds it): say so loudly, and do not pretend.
+        emit(
+            logger,
+            "error",
+            "fence-not-configured",
+            f"node {target} must be fenced but fencing is not configured in this version",
+            node=target,
+        )
+
+    # ---- control commands ------------------------------------------------------------------
+
+    def _cmd_status(self, _request: dict[str, Any]) -> dict[str, Any]:
+        return self.core.status(clock.now()).to_json()
+
+    def _cmd_counters(self, _request: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "node": self.name,
+            "core": dict(self.core.counters),
+            "core_errors": self.core_errors,
+            "links": {endpoint.name: endpoint.describe() for endpoint in self.links},
+            "ping": self.pinger.describe() if self.pinger is not None else None,
+            "control": {
+                "requests": self.control.requests,
+                "bad_requests": self.control.bad_requests,
+            },
+        }
+
+    # ---- SIGHUP ----------------------------------------------------------------------------
+
+    def _reload(self) -> None:
+        emit(logger, "info", "reload", f"received SIGHUP: re-reading {self.config_dir}")
+        try:
+            new = load(self.config_dir)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                emit(logger, "error", "reload-error", str(problem))
+            emit(logger, "warning", "reload-rejected", "keeping the running configuration")
+            return
+        problem = check_node(new, self.name)
+        if problem is not None:
+            emit(logger, "error", "reload-error", problem)
+            emit(logger, "warning", "reload-rejected", "keeping the running configuration")
+            return
+        changed = config_changes(self.config, new)
+        if not changed:
+            emit(logger, "info", "reload-unchanged", "configuration unchanged")
+            return
+        emit(
+            logger,
+            "warning",
+            "reload-restart-required",
+            f"restart required for changes to {', '.join(changed)}",
+            changed=changed,
+        )
+
+
+def config_changes(old: ClusterConfig, new: ClusterConfig) -> list[str]:
+    """The ha.cf directives (and `authkeys`) whose values differ, ignoring file positions."""
+    before, after = _comparable(old.hacf), _comparable(new.hacf)
+    changed: list[str] = []
+    for key, value in before.items():
+        other = after.get(key)
+        if value == other:
+            continue
+        if isinstance(value, dict) and isinstance(other, dict):  # e.g. timing.deadtime
+            changed += [f"{key}.{k}" for k in value if value[k] != other.get(k)]
+        else:
+            changed.append(key)
+    if _keys(old) != _keys(new):
+        changed.append("authkeys")
+    return changed
+
+
+def _comparable(hacf: Any) -> dict[str, Any]:
+    data = dataclasses.asdict(hacf)
+    for key in ("file", "warnings"):
+        data.pop(key, None)
+    return _strip_sources(data)
+
+
+def _strip_sources(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_sources(v) for k, v in value.items() if k != "source"}
+    if isinstance(value, list | tuple):
+        return [_strip_sources(v) for v in value]
+    return value
+
+
+def _keys(config: ClusterConfig) -> tuple[int, dict[int, tuple[str, bytes]]]:
+    keys = config.authkeys.keys
+    return config.authkeys.active, {i: (k.method, k.key) for i, k in keys.items()}
+
+
+def print_problems(config_dir: str, problems: list[Any]) -> None:
+    count = len(problems)
+    noun = "problem" if count == 1 else "problems"
+    print(f"hastack: configuration {config_dir} has {count} {noun}:", file=sys.stderr)
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
+
+
+def start(config_dir: str, node: str | None = None) -> int:
+    """Run a node until SIGTERM/SIGINT; the exit code of `hastack node start`."""
+    try:
+        config = load(config_dir)
+    except ConfigError as exc:
+        print_problems(config_dir, exc.problems)
+        return 1
+    name = node or default_node_name()
+    problem = check_node(config, name)
+    if problem is not None:
+        print(f"hastack: {problem}", file=sys.stderr)
+        return 1
+    hacf = config.hacf
+    problems = logsetup.configure(name, hacf.logfile, hacf.debugfile, debug=hacf.debug > 0)
+    for text in problems:
+        emit(logger, "warning", "log-file-error", text)
+    rundir = NodeRunDir(resolve_run_dir(config), name)
+    try:
+        rundir.create()
+        rundir.lock()
+    except AlreadyRunning as exc:
+        print(f"hastack: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"hastack: cannot use run directory {rundir.path}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        generation = rundir.bump_generation()
+        rundir.write_pid()
+        daemon = NodeDaemon(config_dir, config, name, rundir, generation)
+        return asyncio.run(daemon.run())
+    except OSError as exc:
+        print(f"hastack: cannot start node {name}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        rundir.cleanup()
