@@ -115,7 +115,7 @@ def test_starter_authkeys_is_created_0600_and_ha_cf_is_commented(tmp_path: Path)
         "two_node",
         "ping",
         "watchdog",
-        "logfacility",
+        "logfile",
     ):
         at = next(i for i, line in enumerate(lines) if line.lstrip("#").startswith(directive + " "))
         assert lines[at - 1].startswith("# "), directive

@@ -74,6 +74,21 @@ RECORDED_NO_EFFECT: dict[str, str] = {
     "traditional_compression": "hastack's heartbeat messages are small and never compressed",
 }
 
+# Directives hastack parses and checks, whose effect belongs to a part not built yet: the value
+# is kept in HaCf for that part, and a warning says that nothing acts on it today.
+NOT_ACTED_ON_YET: dict[str, str] = {
+    "auto_failback": "no resource manager acts on it yet (resources come with the CRM)",
+    "crm": "hastack's own resource manager is not built yet; nothing is started",
+    "stonith": "no fencer acts on it yet (fencing comes in its own part)",
+    "stonith_host": "no fencer acts on it yet (fencing comes in its own part)",
+    "watchdog": "the node daemon does not feed a watchdog device yet",
+    "realtime": "the node daemon does not raise its scheduling priority",
+    "logfacility": "the node daemon logs to stderr and logfile/debugfile, not to syslog",
+    "use_logd": "the node daemon logs to stderr and logfile/debugfile, not to a logging daemon",
+    "autojoin": "nodes must be listed with `node`; hastack does not add nodes that announce "
+    "themselves",
+}
+
 # Heartbeat directives hastack refuses (an error): silently dropping them would change
 # which paths or nodes the cluster depends on.
 NOT_SUPPORTED: dict[str, str] = {
@@ -332,6 +347,10 @@ class _Builder:
         try:
             if handler is not None:
                 handler(self, line)
+                if name in NOT_ACTED_ON_YET:
+                    self.warn(
+                        line.source, name, f"accepted, not acted on: {NOT_ACTED_ON_YET[name]}"
+                    )
             elif name in NOT_ACTED_ON:
                 self.warn(
                     line.source,

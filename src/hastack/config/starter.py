@@ -101,9 +101,9 @@ def _hacf_text(
         "# Reset this node through the watchdog if the node daemon hangs.",
         "#watchdog /dev/watchdog",
         "",
-        "# Logging: syslog facility (or 'none'), and files.",
-        "logfacility daemon",
+        "# Logging: the node logs to stderr (the journal under systemd) and to these files.",
         "#logfile /var/log/hastack.log",
+        "#debugfile /var/log/hastack-debug.log",
         "",
     ]
     return "\n".join(out)
