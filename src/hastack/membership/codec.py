@@ -52,6 +52,7 @@ class Message:
     attributes: dict[str, int] = field(default_factory=dict)  # hb: e.g. pingd
     quorate: bool = False
     high_term: int = 0  # the highest term the sender has seen
+    voted_term: int = 0  # hb: the term of the sender's last vote, binding or not
     # vote
     to: str | None = None
     ok: bool = False
@@ -84,6 +85,7 @@ def encode(msg: Message, keys: AuthKeys) -> bytes:
             mv=list(msg.members_version),
             a=msg.attributes,
             q=msg.quorate,
+            vt=msg.voted_term,
         )
     elif msg.type == "vote":
         body.update(to=msg.to, ok=msg.ok)
@@ -193,6 +195,7 @@ def _message(body: dict[str, Any], cluster: str) -> Message:
             members_version=(_nonneg_int(mv, "a"), _nonneg_int(mv, "b")),
             attributes=attributes,
             quorate=_field(body, "q", bool),
+            voted_term=_nonneg_int(body, "vt"),
             **common,
         )
     if mtype == "vote":

@@ -532,6 +532,7 @@ class MembershipCore:
             members_version=version,
             attributes={"pingd": self.pingd()} if self.ping_targets else {},
             quorate=self.quorate(now),
+            voted_term=self.voted_term,
         )
 
     def _on_heartbeat(self, peer: Peer, msg: Message, now: float) -> list[Effect]:
@@ -702,7 +703,44 @@ class MembershipCore:
         self._update_members(now)
         if now >= leader.lease_end + self.timing.lease:
             return self._step_down(now, "no quorum acknowledged the lease")
+        if any(self._cannot_follow(peer, leader.term) for peer in self._connected(now)):
+            return self._advance_term(now)
         return []
+
+    def _cannot_follow(self, peer: Peer, term: int) -> bool:
+        """The peer's last vote was in our term or later, for someone else: rule V.2 keeps it
+        from ever voting for us in this term."""
+        hb = peer.last_hb
+        if hb is None or hb.voted_term < term:
+            return False
+        return hb.grant is None or hb.grant.to != self.name or hb.grant.term != term
+
+    def _advance_term(self, now: float) -> list[Effect]:
+        """Move our leadership to a term above every term seen.
+
+        A node that stood in a higher term and lost holds its own vote at that term, and rule
+        V.2 forbids it to vote for us in our older term: it could never follow us. Our renewals
+        in the new term are vote requests under the same rule V; voters already bound to us
+        grant them at once. The lease we hold stays valid until it runs out, and from now on
+        only acknowledgements in the new term extend it.
+        """
+        leader = self.leader
+        assert leader is not None
+        old, term = leader.term, max(self.high_term, self.voted_term) + 1
+        self.high_term = term
+        self.voted_term = term  # our own vote follows us into the new term
+        leader.term = term
+        leader.acks = {}
+        leader.members_counter = 0
+        return [
+            Log(
+                "info",
+                "dc-term",
+                f"{self.name} moves from term {old} to term {term}, above a "
+                f"term another node stood in",
+                {"old_term": old, "term": term},
+            )
+        ]
 
     def _step_down(self, now: float, why: str) -> list[Effect]:
         term = self.leader.term if self.leader else 0
