@@ -1,0 +1,7 @@
+"""`python -m hastack.sim ...` is `hastack sim ...`."""
+
+import sys
+
+from hastack.sim.cli import main
+
+sys.exit(main())

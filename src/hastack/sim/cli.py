@@ -1,0 +1,242 @@
+"""`hastack sim`: run seeds of the simulator, print violations and a summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from hastack.sim.result import SimConfig, SimResult
+from hastack.sim.runner import load_factory, run_seeds
+from hastack.sim.scenario import FAULT_KINDS, parse_faults
+
+FULL_REPORTS = 3  # violations printed with their event log; the rest get one line each
+
+
+def _nodes(text: str) -> tuple[int, ...]:
+    """ "3" -> (3,); "3-5" -> (3, 4, 5): seed s runs with the (s mod 3)th count."""
+    try:
+        low, _, high = text.partition("-")
+        counts = tuple(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--nodes: expected N or N-M, got {text!r}") from None
+    if not counts or counts[0] < 2 or counts[-1] > 32:
+        raise argparse.ArgumentTypeError(f"--nodes: between 2 and 32 nodes, got {text!r}")
+    return counts
+
+
+def _faults(text: str) -> tuple[str, ...]:
+    try:
+        return parse_faults(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "sim",
+        help="run the deterministic cluster simulator over many seeds",
+        description=(
+            "Run real membership cores against a simulated clock, network and processes, one "
+            "seed per run, and check the invariants after every step: never two DCs; no quorum "
+            "on both sides of a stable partition; a stable quorate partition elects a DC within "
+            "a bound derived from the timers; members converge after the network heals. "
+            "Exit status 1 when any seed violates one; each violation prints the command that "
+            "replays it exactly."
+        ),
+    )
+    parser.add_argument(
+        "--nodes",
+        type=_nodes,
+        default=(3,),
+        metavar="N[-M]",
+        help="nodes per cluster, or a range cycled over the seeds (default 3)",
+    )
+    parser.add_argument("--seeds", type=int, default=100, metavar="K", help="seeds to run (100)")
+    parser.add_argument("--first-seed", type=int, default=0, metavar="S", help="first seed (0)")
+    parser.add_argument(
+        "--seed", type=int, default=None, metavar="S", help="run only seed S (replay one run)"
+    )
+    parser.add_argument(
+        "--faults",
+        type=_faults,
+        default=FAULT_KINDS,
+        metavar="KIND,...",
+        help=f"fault kinds to draw from (default all: {','.join(FAULT_KINDS)})",
+    )
+    parser.add_argument(
+        "--duration",
+        type=_positive,
+        default=None,
+        metavar="SECONDS",
+        help="simulated seconds per seed (default: warm-up plus two fault windows)",
+    )
+    parser.add_argument("--keepalive", type=_positive, default=0.1, metavar="SECONDS")
+    parser.add_argument("--deadtime", type=_positive, default=0.5, metavar="SECONDS")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="J",
+        help="worker processes (default: one per CPU)",
+    )
+    parser.add_argument(
+        "--core",
+        default="",
+        metavar="MODULE:CLASS",
+        help="run another core class (a deliberately broken one, to see the checker fail)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.keepalive * 2 >= args.deadtime:
+        print(
+            f"hastack sim: deadtime must exceed 2 x keepalive "
+            f"({args.deadtime:g} <= 2 x {args.keepalive:g})",
+            file=sys.stderr,
+        )
+        return 2
+    counts: tuple[int, ...] = args.nodes
+    if args.seed is not None:
+        seeds = [args.seed]
+        counts = (counts[args.seed % len(counts)],)
+    else:
+        seeds = list(range(args.first_seed, args.first_seed + max(args.seeds, 0)))
+    config = SimConfig(
+        nodes=counts[0],
+        faults=args.faults,
+        duration=args.duration,
+        keepalive=args.keepalive,
+        deadtime=args.deadtime,
+        core=args.core,
+    )
+    try:
+        load_factory(args.core)
+    except (ImportError, AttributeError, ValueError) as exc:
+        print(f"hastack sim: --core {args.core}: {exc}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    results = list(
+        run_seeds(seeds, config, jobs=args.jobs, nodes_cycle=counts if len(counts) > 1 else ())
+    )
+    elapsed = time.monotonic() - started
+    summary = summarize(results, elapsed)
+    if args.json:
+        json.dump(
+            {
+                "summary": summary,
+                "violations": [v.to_json() for r in results for v in r.violations],
+                "results": [r.to_json() for r in results] if len(results) == 1 else None,
+            },
+            sys.stdout,
+            indent=2,
+        )
+        print()
+    else:
+        print(render(results, summary, single=args.seed is not None))
+    return 1 if summary["violations"] else 0
+
+
+def summarize(results: list[SimResult], elapsed: float) -> dict[str, Any]:
+    failing = [r for r in results if r.violations]
+    by_invariant: dict[str, int] = {}
+    for r in failing:
+        for v in r.violations:
+            by_invariant[v.invariant] = by_invariant.get(v.invariant, 0) + 1
+    stats = [r.stats for r in results]
+
+    def most(key: str) -> float:
+        return max((s.get(key, 0.0) for s in stats), default=0.0)
+
+    def total(key: str) -> int:
+        return int(sum(s.get(key, 0) for s in stats))
+
+    return {
+        "seeds": len(results),
+        "nodes": sorted({r.config.nodes for r in results}),
+        "faults": list(results[0].config.faults) if results else [],
+        "simulated_seconds": round(sum(r.duration for r in results), 1),
+        "wall_seconds": round(elapsed, 2),
+        "seeds_per_second": round(len(results) / elapsed, 2) if elapsed > 0 else None,
+        "violations": sum(len(r.violations) for r in results),
+        "failing_seeds": [r.seed for r in failing],
+        "by_invariant": by_invariant,
+        "replay": [r.replay for r in failing],
+        "checks": {k: total(f"checks_{k}") for k in "abcd"},
+        "max_elect_s": most("max_elect_s"),
+        "elect_bound_s": most("elect_bound_s"),
+        "max_converge_s": most("max_converge_s"),
+        "converge_bound_s": most("converge_bound_s"),
+        "faults_injected": {
+            k: total(k) for k in ("net_faults", "crashes", "pauses", "fences", "restarts")
+        },
+        "trace_hash": results[0].trace_hash if len(results) == 1 else None,
+    }
+
+
+def render(results: list[SimResult], summary: dict[str, Any], single: bool) -> str:
+    lines: list[str] = []
+    shown = 0
+    for r in results:
+        for v in r.violations:
+            if shown < FULL_REPORTS or single:
+                lines.append(v.render())
+                lines.append("")
+            else:
+                lines.append(f"VIOLATION seed={v.seed} t={v.time:.6f} {v.invariant}: {v.message}")
+                lines.append(f"  replay: {v.replay}")
+            shown += 1
+    if not shown:
+        lines.append("violations: none")
+    s = summary
+    lines.append(
+        f"{s['seeds']} seed(s), nodes {','.join(map(str, s['nodes']))}, faults "
+        f"{','.join(s['faults']) or 'none'}: {s['violations']} violation(s) in "
+        f"{len(s['failing_seeds'])} seed(s)"
+    )
+    lines.append(
+        f"  {s['simulated_seconds']} simulated s in {s['wall_seconds']} wall s "
+        f"({s['seeds_per_second']} seeds/s)"
+    )
+    c = s["checks"]
+    lines.append(
+        f"  checks: one-DC {c['a']}, split-quorum {c['b']}, elected {c['c']}, converged {c['d']}"
+    )
+    lines.append(
+        f"  slowest election {s['max_elect_s']} s (bound {s['elect_bound_s']} s), "
+        f"slowest convergence {s['max_converge_s']} s (bound {s['converge_bound_s']} s)"
+    )
+    f = s["faults_injected"]
+    lines.append(
+        f"  injected: {f['net_faults']} network faults, {f['crashes']} crashes, "
+        f"{f['pauses']} pauses, {f['fences']} fences, {f['restarts']} restarts"
+    )
+    if single and s["trace_hash"]:
+        lines.append(f"  trace {s['trace_hash']}")
+    if s["failing_seeds"] and not single:
+        lines.append("  failing seeds: " + " ".join(map(str, s["failing_seeds"][:50])))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hastack")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    register(subparsers)
+    args = parser.parse_args(["sim", *(argv if argv is not None else sys.argv[1:])])
+    return int(args.func(args))

@@ -1,0 +1,249 @@
+"""A random schedule of faults, drawn from one seeded generator.
+
+The run alternates fault windows with quiet periods long enough for the liveness invariants
+(c) and (d) to be checked; within a window one to three faults of the chosen kinds overlap.
+Durations are drawn relative to the timers so a schedule means the same at 100 ms or 1 s.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass
+
+from hastack.config.model import Timing
+from hastack.sim.bounds import Bounds
+
+NET_KINDS: tuple[str, ...] = ("loss", "delay", "reorder", "dup", "partition", "asym")
+FAULT_KINDS: tuple[str, ...] = (*NET_KINDS, "crash", "pause", "drift")
+
+
+@dataclass(frozen=True)
+class NetFault:
+    """A network fault acting on directed node pairs on some links from `start` to `end`."""
+
+    kind: str
+    start: float
+    end: float
+    links: tuple[int, ...]  # link indexes
+    pairs: tuple[tuple[int, int], ...]  # (src, dst) node indexes, directed
+    value: float = 0.0  # loss/dup probability, extra delay or jitter in seconds
+    groups: tuple[tuple[int, ...], ...] = ()  # partition: the sides, for the log
+
+    def describe(self, names: list[str], links: tuple[str, ...]) -> str:
+        where = "all links" if len(self.links) == len(links) else links[self.links[0]]
+        if self.kind == "partition":
+            sides = " | ".join(",".join(names[i] for i in g) for g in self.groups)
+            return f"partition [{sides}] on {where}"
+        shown = ", ".join(f"{names[s]}->{names[d]}" for s, d in self.pairs[:6])
+        more = f" (+{len(self.pairs) - 6})" if len(self.pairs) > 6 else ""
+        what = self.kind if self.kind == "asym" else f"{self.kind} {self.value:.3g}"
+        return f"{what} on {where}: {shown}{more}"
+
+
+@dataclass(frozen=True)
+class Crash:
+    node: int
+    at: float
+    restart_after: float
+    graceful: bool  # leave() first, like a clean `systemctl stop`
+
+
+@dataclass(frozen=True)
+class Pause:
+    node: int
+    at: float
+    duration: float
+
+
+@dataclass(frozen=True)
+class RateChange:
+    node: int
+    at: float
+    rate: float
+
+
+@dataclass(frozen=True)
+class Scenario:
+    offsets: tuple[float, ...]  # each node's clock reading at real time 0
+    rates: tuple[float, ...]  # each node's initial clock rate
+    start_at: tuple[float, ...]  # when each node's first process starts
+    net: tuple[NetFault, ...]
+    crashes: tuple[Crash, ...]
+    pauses: tuple[Pause, ...]
+    rate_changes: tuple[RateChange, ...]
+    windows: tuple[tuple[float, float], ...]  # the fault windows, for the summary
+
+
+def parse_faults(text: str) -> tuple[str, ...]:
+    """`loss,crash` -> ("loss", "crash"); "all" or "" -> every kind. Raises ValueError."""
+    if text.strip() in ("", "all"):
+        return FAULT_KINDS
+    kinds = tuple(dict.fromkeys(k.strip() for k in text.split(",") if k.strip()))
+    unknown = [k for k in kinds if k not in FAULT_KINDS]
+    if unknown:
+        raise ValueError(
+            f"unknown fault kind(s) {', '.join(unknown)}; allowed: {', '.join(FAULT_KINDS)}"
+        )
+    return kinds
+
+
+def auto_duration(bounds: Bounds, timing: Timing, windows: int = 2) -> float:
+    """A run long enough for the warm-up and `windows` fault windows with their quiet periods."""
+    return round(_warmup(bounds, timing) + windows * (_quiet(bounds, timing) + 6 * timing.deadtime))
+
+
+def _warmup(bounds: Bounds, timing: Timing) -> float:
+    return bounds.converge + 2 * timing.deadtime
+
+
+def _quiet(bounds: Bounds, timing: Timing) -> float:
+    # After the last fault a fenced node may still be powered off and restarted (fence delay
+    # up to deadtime, restart up to 2 x deadtime), then (d) needs `converge`, then a few samples.
+    return bounds.converge + 3 * timing.deadtime + 4 * bounds.sample
+
+
+class ScenarioBuilder:
+    def __init__(
+        self,
+        rng: random.Random,
+        nodes: int,
+        links: int,
+        kinds: tuple[str, ...],
+        duration: float,
+        timing: Timing,
+        bounds: Bounds,
+    ) -> None:
+        self.rng = rng
+        self.n = nodes
+        self.links = links
+        self.kinds = kinds
+        self.duration = duration
+        self.t = timing
+        self.bounds = bounds
+        self.net: list[NetFault] = []
+        self.crashes: list[Crash] = []
+        self.pauses: list[Pause] = []
+        self.rate_changes: list[RateChange] = []
+
+    def build(self) -> Scenario:
+        rng, t = self.rng, self.t
+        drift = "drift" in self.kinds
+        offsets = tuple(rng.uniform(10.0, 100000.0) for _ in range(self.n))
+        rates = tuple(self._rate() if drift else 1.0 for _ in range(self.n))
+        start_at = tuple(rng.uniform(0.0, t.deadtime) for _ in range(self.n))
+        windows: list[tuple[float, float]] = []
+        at = max(start_at) + _warmup(self.bounds, t)
+        quiet = _quiet(self.bounds, t)
+        while self.kinds and at + 2 * t.deadtime + quiet <= self.duration:
+            length = rng.uniform(2.0, 8.0) * t.deadtime
+            length = min(length, self.duration - quiet - at)
+            end = at
+            for _ in range(rng.randint(1, 3)):
+                kind = rng.choice(self.kinds)
+                start = at + rng.uniform(0.0, 0.7) * length
+                end = max(end, self._fault(kind, start, at + length))
+            windows.append((at, end))
+            at = end + quiet * rng.uniform(1.0, 1.3)
+        return Scenario(
+            offsets=offsets,
+            rates=rates,
+            start_at=start_at,
+            net=tuple(self.net),
+            crashes=tuple(self.crashes),
+            pauses=tuple(self.pauses),
+            rate_changes=tuple(self.rate_changes),
+            windows=tuple(windows),
+        )
+
+    def _rate(self) -> float:
+        d = self.t.max_drift
+        # the extremes are where the lease arithmetic is tight: draw them often
+        return self.rng.choice((1.0 - d, 1.0 + d, self.rng.uniform(1.0 - d, 1.0 + d)))
+
+    def _fault(self, kind: str, start: float, window_end: float) -> float:
+        """Add one fault starting at `start`; returns when it is over."""
+        rng, t = self.rng, self.t
+        span = max(window_end - start, t.keepalive)
+        end = start + rng.uniform(0.2, 1.0) * span
+        node = rng.randrange(self.n)
+        if kind == "crash":
+            after = rng.uniform(0.2, 4.0) * t.deadtime
+            self.crashes.append(Crash(node, start, after, graceful=rng.random() < 0.25))
+            return start + after
+        if kind == "pause":
+            # often longer than deadtime (and than a lease): the dangerous case
+            duration = rng.uniform(0.2, 4.0) * t.deadtime
+            self.pauses.append(Pause(node, start, duration))
+            return start + duration
+        if kind == "drift":
+            self.rate_changes.append(RateChange(node, start, self._rate()))
+            return start
+        links = self._links()
+        if kind == "partition":
+            groups = self._groups()
+            side = {i: g for g, members in enumerate(groups) for i in members}
+            pairs = tuple(
+                (s, d) for s in range(self.n) for d in range(self.n) if side[s] != side[d]
+            )
+            self.net.append(NetFault(kind, start, end, links, pairs, groups=groups))
+            return end
+        if kind == "asym":
+            cut = rng.sample(range(self.n), rng.randint(1, self.n - 1))
+            rest = [i for i in range(self.n) if i not in cut]
+            out_of_cut = rng.random() < 0.5
+            pairs = (
+                tuple((s, d) for s in cut for d in rest)
+                if out_of_cut
+                else tuple((s, d) for s in rest for d in cut)
+            )
+            self.net.append(NetFault(kind, start, end, links, pairs))
+            return end
+        value = {
+            "loss": lambda: rng.choice((rng.uniform(0.2, 0.7), rng.uniform(0.7, 1.0), 1.0)),
+            "delay": lambda: rng.uniform(0.05, 1.5) * t.deadtime,
+            "reorder": lambda: rng.uniform(1.0, 4.0) * t.keepalive,
+            "dup": lambda: rng.uniform(0.2, 0.9),
+        }[kind]()
+        self.net.append(NetFault(kind, start, end, links, self._pairs(), value))
+        return end
+
+    def _links(self) -> tuple[int, ...]:
+        if self.links == 1 or self.rng.random() < 0.6:
+            return tuple(range(self.links))
+        return (self.rng.randrange(self.links),)
+
+    def _groups(self) -> tuple[tuple[int, ...], ...]:
+        order = list(range(self.n))
+        self.rng.shuffle(order)
+        sides = 3 if self.n >= 4 and self.rng.random() < 0.25 else 2
+        cuts = sorted(self.rng.sample(range(1, self.n), sides - 1))
+        bounds = [0, *cuts, self.n]
+        return tuple(tuple(sorted(order[a:b])) for a, b in itertools.pairwise(bounds))
+
+    def _pairs(self) -> tuple[tuple[int, int], ...]:
+        rng, n = self.rng, self.n
+        every = [(s, d) for s in range(n) for d in range(n) if s != d]
+        node = rng.randrange(n)
+        scope = rng.choice(("all", "all", "from", "to", "node", "pair"))
+        if scope == "all":
+            return tuple(every)
+        if scope == "from":
+            return tuple(p for p in every if p[0] == node)
+        if scope == "to":
+            return tuple(p for p in every if p[1] == node)
+        if scope == "node":
+            return tuple(p for p in every if node in p)
+        return (rng.choice(every),)
+
+
+def generate_scenario(
+    rng: random.Random,
+    nodes: int,
+    links: int,
+    kinds: tuple[str, ...],
+    duration: float,
+    timing: Timing,
+    bounds: Bounds,
+) -> Scenario:
+    return ScenarioBuilder(rng, nodes, links, kinds, duration, timing, bounds).build()

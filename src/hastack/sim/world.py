@@ -1,0 +1,678 @@
+"""The simulated world: an event queue in real time, node clocks, the network and processes.
+
+Determinism: every random draw comes from generators seeded from the run's one seed; the
+event queue breaks ties by insertion order; nodes are kept in lists, never iterated from sets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import math
+import random
+import struct
+import traceback
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from hastack.membership.effects import Effect, Fence, Log, Send, SendPing
+from hastack.membership.params import CoreParams
+from hastack.membership.status import NodeStatus
+from hastack.sim.bounds import Bounds, derive_bounds
+from hastack.sim.clock import SimClock
+from hastack.sim.network import Network
+from hastack.sim.result import SimConfig, SimResult, Violation
+from hastack.sim.scenario import (
+    Crash,
+    NetFault,
+    Pause,
+    RateChange,
+    Scenario,
+    auto_duration,
+    generate_scenario,
+)
+
+INF = math.inf
+MAX_STUCK_TICKS = 1000  # ticks in a row at one instant: the core is not advancing its deadline
+PING_DELAY = (0.0003, 0.002)
+
+# event kinds
+DELIVER, TICK, PING, FENCE_DONE, FENCE_OFF = 0, 1, 2, 3, 4
+NET_START, NET_END, CRASH, RESTART, PAUSE, RESUME, RATE, SAMPLE, START = range(5, 14)
+
+
+class Core(Protocol):
+    """The part of MembershipCore the simulator drives (a factory may return a subclass)."""
+
+    def start(self, now: float) -> list[Effect]: ...
+    def receive(self, data: bytes, link: str, now: float) -> list[Effect]: ...
+    def tick(self, now: float) -> list[Effect]: ...
+    def next_deadline(self) -> float: ...
+    def ping_reply(self, target: str, now: float) -> list[Effect]: ...
+    def fence_done(self, target: str, ok: bool, now: float) -> list[Effect]: ...
+    def leave(self, now: float) -> list[Effect]: ...
+    def is_dc(self, now: float) -> bool: ...
+    def status(self, now: float) -> NodeStatus: ...
+
+
+CoreFactory = Callable[[CoreParams, str, int, float], Core]
+
+
+class CoreFailed(Exception):
+    """The core raised or stopped advancing; the run ends with a core-error violation."""
+
+
+class SimNode:
+    __slots__ = (
+        "buffer",
+        "buffered",
+        "clock",
+        "core",
+        "down_token",
+        "generation",
+        "idx",
+        "incarnation",
+        "name",
+        "pause_token",
+        "paused",
+        "scheduled",
+        "stuck",
+        "tick_token",
+        "votes",
+    )
+
+    def __init__(self, idx: int, name: str, votes: int, clock: SimClock) -> None:
+        self.idx = idx
+        self.name = name
+        self.votes = votes
+        self.clock = clock
+        self.core: Core | None = None
+        self.generation = 0
+        self.incarnation = 0  # which process: deliveries addressed to an older one are lost
+        self.paused = False
+        self.buffer: list[tuple[int, Any]] = []  # what arrived while paused, in order
+        self.buffered: dict[str, int] = {}  # per link, for the socket-buffer bound
+        self.tick_token = 0  # only the newest scheduled tick is live
+        self.scheduled = INF  # the local deadline the live tick is for
+        self.pause_token = 0
+        self.down_token = 0
+        self.stuck = 0
+
+
+class World:
+    def __init__(
+        self,
+        seed: int,
+        config: SimConfig,
+        params: CoreParams,
+        core_factory: CoreFactory,
+        scenario: Scenario | None = None,
+    ) -> None:
+        """`scenario` replaces the drawn fault schedule (for tests of one situation)."""
+        root = random.Random(seed)
+        scenario_rng = random.Random(root.getrandbits(64))
+        net_rng = random.Random(root.getrandbits(64))
+        self.rng = random.Random(root.getrandbits(64))  # deliveries, fencing, resume order
+        self.seed = seed
+        self.config = config
+        self.params = params
+        self.factory = core_factory
+        self.timing = params.timing
+        n = len(params.nodes)
+        self.network = Network(n, params.links, net_rng)
+        self.bounds: Bounds = derive_bounds(self.timing, n, self.network.max_delay)
+        if config.duration is None:
+            self.duration = float(auto_duration(self.bounds, self.timing))
+        else:
+            self.duration = float(config.duration)
+        self.scenario = scenario or generate_scenario(
+            scenario_rng,
+            n,
+            len(params.links),
+            config.faults,
+            self.duration,
+            self.timing,
+            self.bounds,
+        )
+        sc = self.scenario
+        self.nodes = [
+            SimNode(i, spec.name, spec.votes, SimClock(sc.offsets[i], sc.rates[i]))
+            for i, spec in enumerate(params.nodes)
+        ]
+        self.index = {node.name: node.idx for node in self.nodes}
+        self.total_votes = params.total_votes
+        self.now = 0.0
+        self.queue: list[tuple[float, int, int, int, Any]] = []
+        self.seq = 0
+        self.incarnations = 0
+        self.last_change = 0.0  # the latest fault/process change, or fault-delayed delivery
+        self.log: deque[tuple[float, str, Any]] = deque(maxlen=config.log_lines)
+        self.trace = hashlib.blake2b(digest_size=16)
+        self.violations: list[Violation] = []
+        self.seen_invariants: set[str] = set()
+        self.stats: dict[str, float] = dict.fromkeys(
+            (
+                "events",
+                "deliveries",
+                "sends",
+                "lost",
+                "blocked",
+                "duplicated",
+                "to_dead",
+                "overflow",
+                "crashes",
+                "restarts",
+                "pauses",
+                "fences",
+                "net_faults",
+                "checks_a",
+                "checks_b",
+                "checks_c",
+                "checks_d",
+            ),
+            0,
+        )
+        self.stats["max_elect_s"] = 0.0
+        self.stats["max_converge_s"] = 0.0
+        self.stats["elect_bound_s"] = round(self.bounds.elect, 3)
+        self.stats["converge_bound_s"] = round(self.bounds.converge, 3)
+        self._period_start = -1.0  # the stable period whose latencies were already recorded
+        self._elected_in: float | None = None
+        self._converged_in: float | None = None
+        self._schedule_scenario()
+
+    # ---- the event queue ------------------------------------------------------------------
+
+    def push(self, at: float, kind: int, node: int, payload: Any = None) -> None:
+        self.seq += 1
+        heapq.heappush(self.queue, (at, self.seq, kind, node, payload))
+
+    def _schedule_scenario(self) -> None:
+        sc = self.scenario
+        for i, at in enumerate(sc.start_at):
+            self.push(at, START, i)
+        for fault in sc.net:
+            self.push(fault.start, NET_START, -1, fault)
+            self.push(fault.end, NET_END, -1, fault)
+        for crash in sc.crashes:
+            self.push(crash.at, CRASH, crash.node, crash)
+        for pause in sc.pauses:
+            self.push(pause.at, PAUSE, pause.node, pause)
+        for change in sc.rate_changes:
+            self.push(change.at, RATE, change.node, change)
+        self.push(self.bounds.sample, SAMPLE, -1)
+
+    def run(self) -> SimResult:
+        queue = self.queue
+        pop = heapq.heappop
+        handlers = {
+            DELIVER: self._deliver,
+            TICK: self._tick,
+            PING: self._ping,
+            FENCE_DONE: self._fence_done,
+            FENCE_OFF: self._fence_off,
+            NET_START: self._net_start,
+            NET_END: self._net_end,
+            CRASH: self._crash_event,
+            RESTART: self._restart,
+            PAUSE: self._pause,
+            RESUME: self._resume,
+            RATE: self._rate,
+            SAMPLE: self._sample,
+            START: self._start,
+        }
+        events = 0
+        try:
+            while queue and queue[0][0] <= self.duration:
+                at, _, kind, node, payload = pop(queue)
+                self.now = at
+                events += 1
+                handlers[kind](node, payload)
+        except CoreFailed:
+            pass
+        self.stats["events"] = events
+        return SimResult(
+            seed=self.seed,
+            config=self.config,
+            duration=self.duration,
+            violations=self.violations,
+            trace_hash=self.trace.hexdigest(),
+            stats=self.stats,
+        )
+
+    # ---- calling the core -----------------------------------------------------------------
+
+    def _call(self, node: SimNode, what: str, fn: Callable[..., list[Effect]], *args: Any) -> None:
+        """Run one core entry point at the node's local now, apply its effects, check (a)."""
+        local = node.clock.local(self.now)
+        self.trace.update(struct.pack("<dBs", self.now, node.idx, what[:1].encode()))
+        try:
+            effects = fn(*args, local)
+        except Exception:
+            self._core_error(node, f"{what} raised:\n{traceback.format_exc()}")
+        self._apply(node, effects)
+        self._after_step(node, local)
+
+    def _after_step(self, node: SimNode, local: float) -> None:
+        core = node.core
+        if core is None:
+            return
+        try:
+            deadline = core.next_deadline()
+            dc = core.is_dc(local)
+        except Exception:
+            self._core_error(node, f"next_deadline/is_dc raised:\n{traceback.format_exc()}")
+        if deadline != node.scheduled and not node.paused:
+            self._schedule_tick(node, deadline)
+        if dc:
+            self._check_one_dc(node)
+
+    def _schedule_tick(self, node: SimNode, deadline: float) -> None:
+        node.tick_token += 1
+        node.scheduled = deadline
+        if deadline == INF:
+            return
+        at = max(self.now, node.clock.real_at(deadline))
+        self.push(at, TICK, node.idx, node.tick_token)
+
+    def _core_error(self, node: SimNode, message: str) -> None:
+        self.violate("core-error", f"{node.name}: {message}")
+        raise CoreFailed
+
+    def _apply(self, node: SimNode, effects: list[Effect]) -> None:
+        for effect in effects:
+            kind = type(effect)
+            if kind is Send:
+                self._send(node, effect.data)  # type: ignore[union-attr]
+            elif kind is Log:
+                self.log.append((self.now, node.name, effect))
+            elif kind is SendPing:
+                # ping nodes always answer (the sim has no fault for them)
+                self.push(
+                    self.now + self.rng.uniform(*PING_DELAY),
+                    PING,
+                    node.idx,
+                    (node.incarnation, effect.target),  # type: ignore[union-attr]
+                )
+            elif kind is Fence:
+                self._fence(node, effect.target)  # type: ignore[union-attr]
+            else:
+                self._core_error(node, f"unknown effect {effect!r}")
+
+    def _send(self, node: SimNode, data: bytes) -> None:
+        self.trace.update(data)
+        self.stats["sends"] += 1
+        rng = self.rng
+        now = self.now
+        nodes = self.nodes
+        for route in self.network.routes[node.idx]:
+            if route.blocked:
+                self.stats["blocked"] += 1
+                continue
+            if route.loss and rng.random() < route.loss:
+                self.stats["lost"] += 1
+                continue
+            copies = 1
+            if route.dup and rng.random() < route.dup:
+                copies = 2
+                self.stats["duplicated"] += 1
+            dst = nodes[route.dst]
+            for _ in range(copies):
+                at = now + route.delay + rng.random() * route.jitter
+                self.seq += 1
+                heapq.heappush(
+                    self.queue,
+                    (at, self.seq, DELIVER, route.dst, (dst.incarnation, route.link, data)),
+                )
+                if route.faulty and at > self.last_change:
+                    self.last_change = at  # a faulty delivery: not stable until it is in
+
+    # ---- event handlers -------------------------------------------------------------------
+
+    def _live(self, node: SimNode, incarnation: int) -> bool:
+        if node.core is None or node.incarnation != incarnation:
+            self.stats["to_dead"] += 1
+            return False
+        return True
+
+    def _deliver(self, idx: int, payload: tuple[int, str, bytes]) -> None:
+        node = self.nodes[idx]
+        incarnation, link, data = payload
+        if not self._live(node, incarnation):
+            return
+        if node.paused:
+            count = node.buffered.get(link, 0)
+            if count >= self.config.socket_buffer:
+                self.stats["overflow"] += 1  # a full socket buffer drops new datagrams
+                return
+            node.buffered[link] = count + 1
+            node.buffer.append((DELIVER, payload))
+            return
+        self.stats["deliveries"] += 1
+        assert node.core is not None
+        self._call(node, "receive", node.core.receive, data, link)
+
+    def _tick(self, idx: int, token: int) -> None:
+        node = self.nodes[idx]
+        core = node.core
+        if core is None or node.paused or token != node.tick_token:
+            return
+        node.scheduled = INF
+        local = node.clock.local(self.now)
+        self._call(node, "tick", core.tick)
+        if node.core is core and core.next_deadline() <= local:
+            node.stuck += 1
+            if node.stuck > MAX_STUCK_TICKS:
+                self._core_error(node, f"next_deadline() stays at or before now ({local})")
+        else:
+            node.stuck = 0
+
+    def _ping(self, idx: int, payload: tuple[int, str]) -> None:
+        node = self.nodes[idx]
+        incarnation, target = payload
+        if not self._live(node, incarnation):
+            return
+        if node.paused:
+            node.buffer.append((PING, payload))
+            return
+        assert node.core is not None
+        self._call(node, "ping", node.core.ping_reply, target)
+
+    def _fence(self, requester: SimNode, target: str) -> None:
+        """The sim is the fencer: power the target off after a delay, then report success."""
+        self.stats["fences"] += 1
+        t = self.timing
+        off_at = self.now + self.rng.uniform(0.1, 1.0) * t.deadtime
+        restart_after = self.rng.uniform(0.5, 2.0) * t.deadtime
+        idx = self.index.get(target, -1)
+        self.push(off_at, FENCE_OFF, idx, (requester.name, restart_after))
+        done_at = off_at + self.rng.uniform(0.001, 0.02)
+        self.push(done_at, FENCE_DONE, requester.idx, (requester.incarnation, target))
+
+    def _fence_off(self, idx: int, payload: tuple[str, float]) -> None:
+        requester, restart_after = payload
+        if idx < 0:
+            return  # not a node of the cluster: nothing to power off
+        node = self.nodes[idx]
+        self._note(f"fence: {requester} powers off {node.name}")
+        if node.core is not None:
+            self._kill(node, graceful=False, restart_after=restart_after)
+
+    def _fence_done(self, idx: int, payload: tuple[int, str]) -> None:
+        node = self.nodes[idx]
+        incarnation, target = payload
+        if node.core is None or node.incarnation != incarnation:
+            return  # the requester died meanwhile: nobody to tell
+        if node.paused:
+            node.buffer.append((FENCE_DONE, payload))
+            return
+        self._call(node, "fence_done", node.core.fence_done, target, True)
+
+    def _net_start(self, _: int, fault: NetFault) -> None:
+        self.stats["net_faults"] += 1
+        self.network.add(fault)
+        self._changed()
+        self._note(f"fault start: {fault.describe(self._names(), self.params.links)}")
+
+    def _net_end(self, _: int, fault: NetFault) -> None:
+        self.network.remove(fault)
+        self._changed()
+        self._note(f"fault end: {fault.describe(self._names(), self.params.links)}")
+
+    def _start(self, idx: int, _: Any) -> None:
+        self._boot(self.nodes[idx])
+
+    def _boot(self, node: SimNode) -> None:
+        self.incarnations += 1
+        node.incarnation = self.incarnations
+        node.generation += 1
+        node.paused = False
+        node.buffer = []
+        node.buffered = {}
+        node.stuck = 0
+        node.scheduled = INF
+        node.tick_token += 1
+        local = node.clock.local(self.now)
+        try:
+            node.core = self.factory(self.params, node.name, node.generation, local)
+        except Exception:
+            self._core_error(node, f"construction raised:\n{traceback.format_exc()}")
+        self._changed()
+        self._note(f"start {node.name} generation {node.generation}")
+        self._call(node, "start", node.core.start)
+
+    def _crash_event(self, idx: int, crash: Crash) -> None:
+        node = self.nodes[idx]
+        if node.core is not None:
+            self._kill(node, crash.graceful and not node.paused, crash.restart_after)
+
+    def _kill(self, node: SimNode, graceful: bool, restart_after: float) -> None:
+        assert node.core is not None
+        if graceful:
+            self._note(f"stop {node.name} (leave)")
+            self._call(node, "leave", node.core.leave)
+        self.stats["crashes"] += 1
+        self._note(f"crash {node.name}; restart in {restart_after:.3f}s")
+        node.core = None
+        node.paused = False
+        node.buffer = []
+        node.buffered = {}
+        node.tick_token += 1
+        node.scheduled = INF
+        node.down_token += 1
+        self._changed()
+        self.push(self.now + restart_after, RESTART, node.idx, node.down_token)
+
+    def _restart(self, idx: int, token: int) -> None:
+        node = self.nodes[idx]
+        if node.core is None and token == node.down_token:
+            self.stats["restarts"] += 1
+            self._boot(node)
+
+    def _pause(self, idx: int, pause: Pause) -> None:
+        node = self.nodes[idx]
+        if node.core is None or node.paused:
+            return
+        self.stats["pauses"] += 1
+        node.paused = True
+        node.pause_token += 1
+        node.tick_token += 1  # timers do not fire while stopped
+        node.scheduled = INF
+        self._changed()
+        self._note(f"pause {node.name} for {pause.duration:.3f}s")
+        self.push(self.now + pause.duration, RESUME, idx, node.pause_token)
+
+    def _resume(self, idx: int, token: int) -> None:
+        node = self.nodes[idx]
+        if node.core is None or not node.paused or token != node.pause_token:
+            return
+        node.paused = False
+        self._changed()
+        self._note(f"resume {node.name} ({len(node.buffer)} queued)")
+        queued, node.buffer, node.buffered = node.buffer, [], {}
+        # An event loop that wakes up finds expired timers and readable sockets together;
+        # which it serves first differs between loops, so the seed picks.
+        timers_first = self.rng.random() < 0.5
+        if timers_first:
+            self._late_tick(node)
+        for kind, payload in queued:
+            if node.core is None or node.paused:
+                break
+            if kind == DELIVER:
+                self.stats["deliveries"] += 1
+                self._call(node, "receive", node.core.receive, payload[2], payload[1])
+            elif kind == PING:
+                self._call(node, "ping", node.core.ping_reply, payload[1])
+            else:
+                self._call(node, "fence_done", node.core.fence_done, payload[1], True)
+        if not timers_first:
+            self._late_tick(node)
+        if node.core is not None:
+            self._after_step(node, node.clock.local(self.now))
+
+    def _late_tick(self, node: SimNode) -> None:
+        core = node.core
+        if core is None:
+            return
+        local = node.clock.local(self.now)
+        if core.next_deadline() <= local:
+            self._call(node, "tick", core.tick)
+
+    def _rate(self, idx: int, change: RateChange) -> None:
+        node = self.nodes[idx]
+        node.clock.set_rate(self.now, change.rate)
+        self._note(f"clock of {node.name} now runs at rate {change.rate:.5f}")
+        if node.core is not None and not node.paused:
+            node.scheduled = -INF  # force a reschedule at the new rate
+            self._after_step(node, node.clock.local(self.now))
+
+    def _changed(self) -> None:
+        if self.now > self.last_change:
+            self.last_change = self.now
+
+    # ---- invariants -----------------------------------------------------------------------
+
+    def _check_one_dc(self, node: SimNode) -> None:
+        """(a) Called whenever a step leaves `node` holding the DC lease.
+
+        A lease only ends by time passing, never starts without a step, so two leases that
+        overlap overlap at the step that started the later one: checking every other node
+        (paused ones included: they could act on resume) at every step after which the
+        stepping node is DC finds every overlap.
+        """
+        self.stats["checks_a"] += 1
+        for other in self.nodes:
+            if other is node or other.core is None:
+                continue
+            if other.core.is_dc(other.clock.local(self.now)):
+                state = " (paused)" if other.paused else ""
+                self.violate(
+                    "two-dc",
+                    f"{node.name} and {other.name}{state} both hold a valid DC lease",
+                )
+
+    def _sample(self, _: int, __: Any) -> None:
+        self.push(self.now + self.bounds.sample, SAMPLE, -1)
+        if any(n.paused for n in self.nodes):
+            return
+        groups = self.network.partition_groups()
+        if groups is None:
+            return
+        stable = self.now - self.last_change
+        if stable <= 0:
+            return
+        if self.last_change != self._period_start:
+            self._period_start = self.last_change
+            self._elected_in = None
+            self._converged_in = None
+        self._check_elected(groups, stable)
+        clean = not self.network.active
+        if stable <= self.bounds.settle and not clean:
+            return
+        statuses = {
+            n.idx: n.core.status(n.clock.local(self.now)) for n in self.nodes if n.core is not None
+        }
+        if stable > self.bounds.settle:
+            self._check_split_quorum(groups, statuses)
+        if clean:
+            self._check_converged(statuses, stable)
+
+    def _check_split_quorum(self, groups: list[list[int]], statuses: dict[int, NodeStatus]) -> None:
+        """(b) quorate nodes in at most one side of a stable partition."""
+        self.stats["checks_b"] += 1
+        quorate = [
+            [self.nodes[i].name for i in g if i in statuses and statuses[i].quorate] for g in groups
+        ]
+        sides = [q for q in quorate if q]
+        if len(sides) > 1:
+            shown = " | ".join(",".join(q) for q in sides)
+            self.violate(
+                "split-quorum",
+                f"quorate nodes on {len(sides)} sides of a partition stable for "
+                f"{self.now - self.last_change:.3f}s (settle bound {self.bounds.settle:.3f}s): "
+                f"{shown}",
+            )
+
+    def _check_elected(self, groups: list[list[int]], stable: float) -> None:
+        """(c) every side holding a majority of the votes among its live nodes has a DC."""
+        for group in groups:
+            live = [self.nodes[i] for i in group if self.nodes[i].core is not None]
+            if 2 * sum(n.votes for n in live) <= self.total_votes:
+                continue
+            has_dc = any(n.core.is_dc(n.clock.local(self.now)) for n in live)  # type: ignore[union-attr]
+            if has_dc and self._elected_in is None:
+                self._elected_in = stable
+                self.stats["max_elect_s"] = max(self.stats["max_elect_s"], round(stable, 3))
+            if stable > self.bounds.elect:
+                self.stats["checks_c"] += 1
+                if not has_dc:
+                    names = ",".join(n.name for n in live)
+                    self.violate(
+                        "no-dc",
+                        f"quorate side [{names}] stable for {stable:.3f}s has no DC "
+                        f"(bound {self.bounds.elect:.3f}s)",
+                    )
+
+    def _check_converged(self, statuses: dict[int, NodeStatus], stable: float) -> None:
+        """(d) on a clean network every live node holds the same members and DC."""
+        views = {self.nodes[i].name: (tuple(s.members), s.dc) for i, s in statuses.items()}
+        terms = {self.nodes[i].name: s.term for i, s in statuses.items()}
+        live = sorted(views)
+        distinct = list(dict.fromkeys(views.values()))
+        quorate = 2 * sum(self.nodes[i].votes for i in statuses) > self.total_votes
+        agreed = len(distinct) == 1 and (
+            not quorate or (distinct[0][1] is not None and sorted(distinct[0][0]) == live)
+        )
+        if agreed and self._converged_in is None:
+            self._converged_in = stable
+            self.stats["max_converge_s"] = max(self.stats["max_converge_s"], round(stable, 3))
+        if stable > self.bounds.converge:
+            self.stats["checks_d"] += 1
+            if not agreed:
+                shown = "; ".join(
+                    f"{name}: members={list(m)} dc={dc} term={terms[name]}"
+                    for name, (m, dc) in views.items()
+                )
+                self.violate(
+                    "no-convergence",
+                    f"network clean for {stable:.3f}s (bound {self.bounds.converge:.3f}s) but "
+                    f"live nodes {live} disagree: {shown}",
+                )
+
+    def violate(self, invariant: str, message: str) -> None:
+        """Record the first violation of each invariant, with the recent events."""
+        self.stats[f"violations_{invariant}"] = self.stats.get(f"violations_{invariant}", 0) + 1
+        if invariant in self.seen_invariants:
+            return
+        self.seen_invariants.add(invariant)
+        self.violations.append(
+            Violation(
+                seed=self.seed,
+                time=self.now,
+                invariant=invariant,
+                message=message,
+                log=tuple(self._render_log()),
+                replay=self.config.replay_command(self.seed, self.duration),
+            )
+        )
+
+    # ---- the log ring ---------------------------------------------------------------------
+
+    def _note(self, text: str) -> None:
+        self.log.append((self.now, "sim", text))
+
+    def _render_log(self) -> list[str]:
+        lines = []
+        for at, who, item in self.log:
+            if isinstance(item, Log):
+                fields = f" {item.fields}" if item.fields else ""
+                lines.append(
+                    f"{at:11.6f} {who:>5} {item.level:<7} {item.event}: {item.message}{fields}"
+                )
+            else:
+                lines.append(f"{at:11.6f} {who:>5} {'sim':<7} {item}")
+        return lines
+
+    def _names(self) -> list[str]:
+        return [n.name for n in self.nodes]
