@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hastack.config.model import AuthKey, AuthKeys, NodeSpec, PingGroup, Timing
+from hastack.config.timing import derive_timing
 from hastack.membership.core import MembershipCore
 from hastack.membership.effects import Effect, Fence, Log, Send, SendPing
 from hastack.membership.params import CoreParams
@@ -19,21 +20,8 @@ from hastack.membership.params import CoreParams
 KEYS = AuthKeys(1, {1: AuthKey(1, "sha256", b"unit-test-key")})
 
 
-def timing(keepalive: float = 0.1, deadtime: float = 0.5, drift: float = 0.01) -> Timing:
-    lease = deadtime
-    return Timing(
-        keepalive=keepalive,
-        warntime=deadtime / 2,
-        deadtime=deadtime,
-        initdead=2 * deadtime,
-        deadping=deadtime,
-        max_drift=drift,
-        lease=lease,
-        dc_lease=lease * (1 - drift) / (1 + drift),
-        quiet=lease * (1 + drift),
-        election_timeout=keepalive,
-        stall_threshold=keepalive,
-    )
+def timing(keepalive: float = 0.1, deadtime: float = 0.5) -> Timing:
+    return derive_timing(keepalive=keepalive, deadtime=deadtime, max_drift=0.01)
 
 
 def params(
