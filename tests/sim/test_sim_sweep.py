@@ -1,4 +1,4 @@
-"""The CI sweep: thousands of mixed-fault seeds on 2 (two_node, with fencing) to 5 nodes, in parallel processes.
+"""The CI sweep: thousands of mixed-fault seeds on 2 (two_node, fencing) to 5 nodes.
 
 Equivalent command: hastack sim --nodes 2-5 --seeds 2000 --duration 15
 """

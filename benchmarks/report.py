@@ -1,0 +1,117 @@
+"""Render benchmarks/results/*.json as the Markdown tables of docs/benchmarks.md.
+
+python benchmarks/report.py            # prints the tables
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def ms(v: float | None) -> str:
+    return "-" if v is None else f"{v * 1000:.0f} ms"
+
+
+def load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def detection(d: dict[str, Any]) -> str:
+    rows = [
+        "| keepalive / deadtime | runs | hastack median | hastack p99 | heartbeat median "
+        "| heartbeat p99 | heartbeat / hastack (median) | target (median <= deadtime + 50 ms) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for p in d["profiles"].values():
+        hs, hb = p["hastack"]["log"], p["heartbeat"]["log"]
+        met = "met" if hs["median"] <= p["target_median"] else "**missed**"
+        rows.append(
+            f"| {ms(p['keepalive'])} / {ms(p['deadtime'])} | {hs['n']} / {hb['n']} "
+            f"| {ms(hs['median'])} | {ms(hs['p99'])} | {ms(hb['median'])} | {ms(hb['p99'])} "
+            f"| {p['ratio_median_heartbeat_over_hastack']:.1f}x | {met} |"
+        )
+    rows.append("")
+    rows.append(
+        "hastack by status polling (2 ms) in the same runs: "
+        + "; ".join(
+            f"{ms(p['deadtime'])}: median {ms(p['hastack']['status']['median'])}, "
+            f"p99 {ms(p['hastack']['status']['p99'])}"
+            for p in d["profiles"].values()
+        )
+        + "."
+    )
+    return "\n".join(rows)
+
+
+def reelection(d: dict[str, Any]) -> str:
+    rows = [
+        "| keepalive / deadtime | runs | new DC acting: median | p99 "
+        "| agreed by all survivors: median | p99 | heartbeat takeover: median (p99) "
+        "| heartbeat / hastack (acting, median) | target (median <= deadtime + 200 ms) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in d["profiles"].values():
+        r = p["hastack"]["reelection"]
+        a = p["hastack"].get("acting") or {}
+        hb = p.get("heartbeat", {}).get("takeover")
+        hbs = f"{ms(hb['median'])} ({ms(hb['p99'])})" if hb else "-"
+        ratio = p.get("ratio_median_heartbeat_takeover_over_hastack")
+        met = (
+            "acting: met" if a.get("median", 1e9) <= p["target_median"] else "acting: **missed**"
+        ) + (", agreed: met" if r["median"] <= p["target_median"] else ", agreed: **missed**")
+        rows.append(
+            f"| {ms(p['keepalive'])} / {ms(p['deadtime'])} | {r['n']} | {ms(a.get('median'))} "
+            f"| {ms(a.get('p99'))} | {ms(r['median'])} | {ms(r['p99'])} | {hbs} "
+            f"| {'-' if ratio is None else f'{ratio:.1f}x'} | {met} |"
+        )
+    return "\n".join(rows)
+
+
+def cpu(d: dict[str, Any]) -> str:
+    hs, hb = d["hastack"]["percent_of_core"], d["heartbeat"]["percent_of_core"]
+    ratio = d.get("ratio_median_hastack_over_heartbeat")
+    return (
+        f"| {d['nodes']} nodes, {d['links']} links, keepalive 100 ms, {d['window_s']:g} s window "
+        f"| {hs['median']:.2f}% | {hs['max']:.2f}% | {hb['median']:.2f}% | {hb['max']:.2f}% "
+        f"| {ratio:.2f}x | {'met' if hs['max'] < 1 else '**missed**'} |"
+    )
+
+
+def main() -> None:
+    d = load("detection")
+    if d:
+        print("### Detection\n")
+        print(detection(d))
+        print()
+    r = load("reelection")
+    if r:
+        print("### DC re-election\n")
+        print(reelection(r))
+        print()
+    cpus = [load(p.stem) for p in sorted(RESULTS.glob("cpu-*.json"))]
+    if cpus:
+        print("### CPU per node\n")
+        print(
+            "| setup | hastack median | hastack max | heartbeat median | heartbeat max "
+            "| hastack / heartbeat | target (< 1% of a core) |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        for c in cpus:
+            if c:
+                print(cpu(c))
+        print()
+    m = (d or r or (cpus[0] if cpus else None) or {}).get("machine")
+    if m:
+        print(
+            f"Machine: {m['cpu']}, {m['cpus']} CPUs, Linux {m['kernel']}, Python {m['python']}, "
+            f"heartbeat {m['heartbeat']}; {m['date']}."
+        )
+
+
+if __name__ == "__main__":
+    main()
