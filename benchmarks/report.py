@@ -21,13 +21,17 @@ def load(name: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def by_deadtime(d: dict[str, Any]) -> list[dict[str, Any]]:
+    return sorted(d["profiles"].values(), key=lambda p: p["deadtime"])
+
+
 def detection(d: dict[str, Any]) -> str:
     rows = [
         "| keepalive / deadtime | runs | hastack median | hastack p99 | heartbeat median "
         "| heartbeat p99 | heartbeat / hastack (median) | target (median <= deadtime + 50 ms) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for p in d["profiles"].values():
+    for p in by_deadtime(d):
         hs, hb = p["hastack"]["log"], p["heartbeat"]["log"]
         met = "met" if hs["median"] <= p["target_median"] else "**missed**"
         rows.append(
@@ -41,7 +45,7 @@ def detection(d: dict[str, Any]) -> str:
         + "; ".join(
             f"{ms(p['deadtime'])}: median {ms(p['hastack']['status']['median'])}, "
             f"p99 {ms(p['hastack']['status']['p99'])}"
-            for p in d["profiles"].values()
+            for p in by_deadtime(d)
         )
         + "."
     )
@@ -55,7 +59,7 @@ def reelection(d: dict[str, Any]) -> str:
         "| heartbeat / hastack (acting, median) | target (median <= deadtime + 200 ms) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for p in d["profiles"].values():
+    for p in by_deadtime(d):
         r = p["hastack"]["reelection"]
         a = p["hastack"].get("acting") or {}
         hb = p.get("heartbeat", {}).get("takeover")
@@ -74,9 +78,10 @@ def reelection(d: dict[str, Any]) -> str:
 
 def cpu(d: dict[str, Any]) -> str:
     hs, hb = d["hastack"]["percent_of_core"], d["heartbeat"]["percent_of_core"]
-    ratio = d.get("ratio_median_hastack_over_heartbeat")
+    ratio = hb["median"] / hs["median"] if hs["median"] else float("nan")
+    links = f"{d['links']} link" + ("s" if d["links"] != 1 else "")
     return (
-        f"| {d['nodes']} nodes, {d['links']} links, keepalive 100 ms, {d['window_s']:g} s window "
+        f"| {d['nodes']} nodes, {links}, keepalive 100 ms, {d['window_s']:g} s window "
         f"| {hs['median']:.2f}% | {hs['max']:.2f}% | {hb['median']:.2f}% | {hb['max']:.2f}% "
         f"| {ratio:.2f}x | {'met' if hs['max'] < 1 else '**missed**'} |"
     )
@@ -98,7 +103,7 @@ def main() -> None:
         print("### CPU per node\n")
         print(
             "| setup | hastack median | hastack max | heartbeat median | heartbeat max "
-            "| hastack / heartbeat | target (< 1% of a core) |"
+            "| heartbeat / hastack (median) | target (< 1% of a core) |"
         )
         print("|---|---|---|---|---|---|---|")
         for c in cpus:
