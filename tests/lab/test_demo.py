@@ -26,5 +26,6 @@ def test_demo_in_namespaces_reports_a_new_dc_and_cleans_up() -> None:
     assert summary["term_after"] > summary["term_before"]
     assert 0 < summary["detection_s"] <= summary["deadtime"] + 0.3
     assert summary["reelection_s"] >= summary["detection_s"]
-    assert set(list_netns()) == before
+    # nothing the demo made is left (namespaces of other, concurrent labs may come and go)
+    assert set(list_netns()) - before == set()
     assert not os.path.exists(summary["workdir"])

@@ -17,7 +17,6 @@ from hastack.membership.replay import ReplayWindow
 from hastack.membership.status import NodeState, NodeStatus, PeerStatus
 
 INF = float("inf")
-ROUNDS_KEPT = 64  # lease rounds remembered by a DC; acks for older rounds are useless anyway
 
 
 @dataclass
@@ -123,6 +122,10 @@ class MembershipCore:
         self.known_dc_direct_at = -INF  # when we last heard the known DC itself
         self.left = False
         self.last_tick = -INF
+        self.detect_at = INF  # see _detection_deadline
+        # recently accepted datagrams -> (sender, generation, seq), see _remember
+        self._recent: dict[bytes, tuple[str, int, int]] = {}
+        self._recent_max = 4 * len(self.peers) * max(1, len(params.links))
         self._note_all_seen()
 
     # ---- the API the shell calls ----------------------------------------------------------
@@ -143,18 +146,16 @@ class MembershipCore:
         if self.left:
             return INF
         t = self.timing
-        times = [self.next_hb, self.started_at + t.initdead, self.started_at + t.quiet]
-        for peer in self.peers.values():
-            if peer.last_heard is not None:
-                if peer.state == "online":
-                    times.append(peer.last_heard + t.deadtime)
-                    if not peer.late_warned:
-                        times.append(peer.last_heard + t.warntime)
-                for link, at in peer.link_heard.items():
-                    if peer.link_up.get(link):
-                        times.append(at + t.deadtime)
-        if self.grant_until > -INF:
-            times.append(self.grant_until)
+        times = [
+            self.next_hb,
+            self.started_at + t.initdead,
+            self.started_at + t.quiet,
+            self.detect_at,
+            self.grant_until,
+            self.next_candidacy,
+            self.known_dc_at + t.deadtime,
+            self.grace_until,
+        ]
         if self.candidacy:
             times.append(self.candidacy.deadline)
         if self.leader:
@@ -162,17 +163,35 @@ class MembershipCore:
             times.append(self.leader.lease_end + t.lease)
         if self.ping_targets:
             times.append(self.next_ping)
-            times += [at + t.deadping for at in self.ping_last.values()]
-        times.append(self.next_candidacy)
-        times.append(self.known_dc_at + t.deadtime)
         if self.run_at is not None:
             times.append(self.run_at)
-        times.append(self.grace_until)
         # Times at or before the last tick were handled by it; the heartbeat timer (always in
         # the future) re-evaluates the conditions that are states rather than events.
         deadline = min(x for x in times if x > self.last_tick)
         self.expected_tick = deadline
         return deadline
+
+    def _detection_deadline(self, now: float) -> float:
+        """The earliest warntime, deadtime, link deadtime or deadping still ahead.
+
+        Computed once per tick, not after every datagram: a datagram or a ping reply only
+        moves these later, so a value computed at the last tick is never too late (and a tick
+        at most a keepalive away recomputes it).
+        """
+        t = self.timing
+        times: list[float] = []
+        for peer in self.peers.values():
+            if peer.last_heard is None:
+                continue
+            if peer.state == "online":
+                times.append(peer.last_heard + t.deadtime)
+                if not peer.late_warned:
+                    times.append(peer.last_heard + t.warntime)
+            times += [
+                at + t.deadtime for link, at in peer.link_heard.items() if peer.link_up.get(link)
+            ]
+        times += [at + t.deadping for at in self.ping_last.values()]
+        return min((at for at in times if at > now), default=INF)
 
     def tick(self, now: float) -> list[Effect]:
         if self.left:
@@ -203,12 +222,16 @@ class MembershipCore:
         if now >= self.next_hb:
             out += self._send_heartbeat(now)
         self.last_tick = now
+        self.detect_at = self._detection_deadline(now)
         self.expected_tick = self.next_deadline()
         return out
 
     def receive(self, data: bytes, link: str, now: float) -> list[Effect]:
         if self.left:
             return []
+        copy_of = self._recent.get(data)
+        if copy_of is not None:
+            return self._receive_copy(*copy_of, link, now)
         msg = decode(data, self.params.authkeys, self.params.cluster_name)
         if isinstance(msg, Dropped):
             self.counters[f"drop_{msg.reason}"] += 1
@@ -247,6 +270,7 @@ class MembershipCore:
         if not peer.window.accept(msg.seq):
             self.counters["duplicate"] += 1  # the same message over another link
             return out
+        self._remember(data, peer, msg.seq)
         self.high_term = max(self.high_term, msg.high_term, msg.term)
         if msg.type == "hb":
             out += self._on_heartbeat(peer, msg, now)
@@ -260,6 +284,27 @@ class MembershipCore:
         elif msg.type == "bye":
             out += self._on_bye(peer, now)
         return out
+
+    def _remember(self, data: bytes, peer: Peer, seq: int) -> None:
+        """Keep a newly accepted datagram, so that its copies over the other links are
+        recognised byte for byte, without authenticating and decoding them again."""
+        self._recent[data] = (peer.name, peer.generation or 0, seq)
+        if len(self._recent) > self._recent_max:
+            del self._recent[next(iter(self._recent))]  # the oldest
+
+    def _receive_copy(
+        self, name: str, generation: int, seq: int, link: str, now: float
+    ) -> list[Effect]:
+        """The same bytes as a datagram accepted before: the same checks as receive() makes
+        after decoding, which are all that can differ for a copy."""
+        peer = self.peers[name]
+        window = peer.link_windows.setdefault(link, ReplayWindow())
+        if peer.generation != generation or not window.accept(seq):
+            self.counters["drop_replay"] += 1
+            return []
+        self.counters["rx"] += 1
+        self.counters["duplicate"] += 1
+        return self._heard(peer, link, now)
 
     def ping_reply(self, target: str, now: float) -> list[Effect]:
         if target not in self.ping_targets:
@@ -501,9 +546,11 @@ class MembershipCore:
             lease = True
             # SAFETY: the round's send time is taken before the datagram leaves, so every
             # voter's extension starts later than the time the DC counts its lease from.
-            self.leader.rounds[self.seq + 1] = now
-            if len(self.leader.rounds) > ROUNDS_KEPT:
-                del self.leader.rounds[min(self.leader.rounds)]
+            rounds = self.leader.rounds
+            rounds[self.seq + 1] = now
+            # an acknowledgement of a round older than a lease can extend nothing
+            while now - rounds[next(iter(rounds))] > 2 * self.timing.lease:
+                del rounds[next(iter(rounds))]
             self.leader.acks[self.name] = self.seq + 1
             self.grant_until = now + self.timing.lease
             self.grant_round = self.seq + 1
@@ -563,7 +610,8 @@ class MembershipCore:
                 acked = self.leader.acks.get(peer.name, 0)
                 self.leader.acks[peer.name] = max(acked, msg.grant.round)
                 self._extend_lease(now)
-                self._update_members(now)
+                if self._update_members(now):
+                    out += self._send_heartbeat(now)  # tell the members at once
         if msg.lease and self._may_vote(peer.name, msg.term, now):
             # A lease renewal from the DC we vote for (or a DC we may now vote for): extend
             # our vote and answer at once, so the DC's lease follows its rounds closely.
@@ -678,23 +726,22 @@ class MembershipCore:
                     leader.lease_end = end
                 break
 
-    def _update_members(self, now: float) -> None:
+    def _update_members(self, now: float) -> bool:
+        """Members: the DC and every online node whose vote for it, in this term, acknowledged
+        a round sent within the last deadtime. True when the list changed."""
         leader = self.leader
         assert leader is not None
         members = [self.name]
         for peer in self._online():
-            hb = peer.last_hb
-            if (
-                hb is not None
-                and hb.grant is not None
-                and hb.grant.to == self.name
-                and hb.grant.term == leader.term
-            ):
+            sent = leader.rounds.get(leader.acks.get(peer.name, -1))
+            if sent is not None and now - sent < self.timing.deadtime:
                 members.append(peer.name)
         new = tuple(sorted(members))
-        if new != leader.members:
-            leader.members = new
-            leader.members_counter += 1
+        if new == leader.members:
+            return False
+        leader.members = new
+        leader.members_counter += 1
+        return True
 
     def _check_leadership(self, now: float) -> list[Effect]:
         leader = self.leader
