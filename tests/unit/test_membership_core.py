@@ -231,3 +231,29 @@ def test_ping_nodes_and_groups_give_the_pingd_attribute() -> None:
 def test_node_not_in_configuration_is_refused() -> None:
     with pytest.raises(ValueError, match="not in the configuration"):
         MembershipCore(params(2), "stranger", 1, 0.0)
+
+
+def test_survivors_agree_on_the_new_dc_and_members_within_a_round_trip() -> None:
+    net = Net(params(4))
+    net.start()
+    net.run_until(2.0)
+    net.crash("n1")
+    killed = net.now
+    net.run_until(killed + 0.5)  # deadtime: the old DC's votes have run out by now
+    elected = net.events("n2", "dc-elected")
+    assert elected, "the preferred candidate stands as soon as the votes for n1 expire"
+    net.run_until(net.now + 0.02)  # a few round trips, well under one keepalive
+    views = {(c.status(net.now).dc, tuple(c.status(net.now).members)) for c in net.cores.values()}
+    assert views == {("n2", ("n2", "n3", "n4"))}
+
+
+def test_copy_from_a_superseded_generation_is_a_replay() -> None:
+    core = MembershipCore(params(2, links=("a", "b")), "n1", 1, 0.0)
+    old = encode(Message(cluster="unit", node="n2", generation=1, seq=5, type="hb"), KEYS)
+    new = encode(Message(cluster="unit", node="n2", generation=2, seq=1, type="hb"), KEYS)
+    core.receive(old, "a", 0.1)
+    core.receive(new, "a", 0.2)  # n2 restarted
+    core.receive(old, "b", 0.3)  # a late copy of the old incarnation's datagram
+    assert core.counters["drop_replay"] == 1
+    assert core.counters["duplicate"] == 0
+    assert core.status(0.3).nodes["n2"].generation == 2

@@ -8,7 +8,6 @@ replies, the passing of time) with the node's clock, and carries out the effects
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
@@ -83,7 +82,10 @@ class NodeDaemon:
         self.wall_watch = clock.WallClockWatch()
         self.core_errors = 0
         self._stop = asyncio.Event()
-        self._wake = asyncio.Event()
+        # The one timer, armed at the core's next deadline; re-armed only when that moves, so
+        # a datagram that changes no deadline costs no timer work.
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed_for: float | None = None
         self._fatal: BaseException | None = None
         self._no_pinger_logged = False
         self._fence_warned: set[str] = set()
@@ -115,11 +117,10 @@ class NodeDaemon:
         loop.add_signal_handler(signal.SIGHUP, self._reload)
         try:
             self._execute(self.core.start(clock.now()))
-            ticker = asyncio.create_task(self._ticker())
+            self._arm()
             await self._stop.wait()
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
+            if self._timer is not None:
+                self._timer.cancel()
             if self._fatal is None:
                 self._execute(self.core.leave(clock.now()))
         finally:
@@ -171,25 +172,37 @@ class NodeDaemon:
         emit(logger, "info", "signal", f"received {signal.Signals(signum).name}: leaving")
         self._stop.set()
 
-    async def _ticker(self) -> None:
-        """Call core.tick whenever its deadline passes; re-armed by every event."""
+    def _arm(self) -> None:
+        """Arm the timer at the core's next deadline, unless it is armed there already."""
+        deadline = self.core.next_deadline()
+        if deadline == self._armed_for or self._stop.is_set():
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed_for = deadline
+        self._timer = None
+        if deadline != float("inf"):
+            delay = max(0.0, deadline - clock.now())
+            self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        """Call core.tick once its deadline has passed on the node's clock."""
+        self._timer = None
+        deadline, self._armed_for = self._armed_for, None
+        now = clock.now()
+        if deadline is not None and now < deadline:
+            self._arm()  # the loop's clock ran ahead of ours: wait the rest
+            return
+        self._check_wall_clock()
         try:
-            while True:
-                self._wake.clear()
-                delay = self.core.next_deadline() - clock.now()
-                if delay > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), delay)
-                    continue  # an event may have moved the deadline: recompute it
-                self._check_wall_clock()
-                self._execute(self.core.tick(clock.now()))
-                await asyncio.sleep(0)  # let I/O in even if the core asks for ticks back to back
-        except asyncio.CancelledError:
-            raise
+            effects = self.core.tick(now)
         except Exception as exc:  # the core failed on a timer: we cannot go on safely
             logger.exception("membership core failed in tick()")
             self._fatal = exc
             self._stop.set()
+            return
+        self._execute(effects)
+        self._arm()
 
     def _check_wall_clock(self) -> None:
         jump = self.wall_watch.check(clock.now(), clock.wall())
@@ -215,11 +228,11 @@ class NodeDaemon:
             logger.exception("membership core failed on a datagram from link %s", link)
             return
         self._execute(effects)
-        self._wake.set()
+        self._arm()
 
     def _on_ping_reply(self, target: str) -> None:
         self._execute(self.core.ping_reply(target, clock.now()))
-        self._wake.set()
+        self._arm()
 
     def _execute(self, effects: list[Effect]) -> None:
         for effect in effects:
