@@ -30,6 +30,7 @@ from hastack.lab.heartbeat import (  # noqa: E402
 )
 from hastack.lab.logwatch import LogTail, wait_for_all, wait_for_line  # noqa: E402
 from hastack.lab.measure import kill_and_measure  # noqa: E402
+from hastack.lab.netns import Lab  # noqa: E402, F401  (re-exported for cpu.py)
 
 RESULTS = ROOT / "benchmarks" / "results"
 PROFILES = {"fast": Timers(keepalive=0.05, deadtime=0.2), "default": Timers(1.0, 5.0)}

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 
 from _common import (
     Cluster,
     HeartbeatCluster,
+    Lab,
     Timers,
     on_sigterm_exit,
     require_lab,
@@ -48,6 +51,19 @@ def measure(pids_by_node: dict[str, list[int]], window: float) -> dict[str, floa
     time.sleep(window)
     elapsed = time.monotonic() - t0
     return {n: 100 * (cpu_seconds(p) - before[n]) / elapsed for n, p in pids_by_node.items()}
+
+
+def measure_floor(nodes: int, links: int, window: float) -> dict[str, float]:
+    """The same datagram rate through do-nothing asyncio processes (udp_floor_node.py)."""
+    script = str(Path(__file__).resolve().parent / "udp_floor_node.py")
+    with Lab(nodes, links=links) as lab:
+        procs = {}
+        for host in lab:
+            peers = [a for other in lab if other is not host for a in other.addresses]
+            argv = [sys.executable, script, "--port", "7694", "--size", "400", *peers]
+            procs[host.name] = host.start(argv)
+        time.sleep(3)
+        return measure({n: [p.pid] for n, p in procs.items()}, window)
 
 
 def main() -> None:
@@ -86,6 +102,12 @@ def main() -> None:
     ratio = hs_stats["median"] / hb_stats["median"] if hb_stats["median"] else None
     if ratio is not None:
         print(f"   hastack / heartbeat (median): {ratio:.2f}x")
+    floor = measure_floor(args.nodes, args.links, args.window)
+    floor_stats = stats(list(floor.values()))
+    print(
+        f"   floor (asyncio send/receive only) per node: median {floor_stats['median']:.2f}% "
+        f"max {floor_stats['max']:.2f}%"
+    )
     path = write_result(
         f"cpu-{args.links}link",
         {
@@ -97,6 +119,7 @@ def main() -> None:
             "hastack": {"percent_of_core": hs_stats, "per_node": hs},
             "heartbeat": {"percent_of_core": hb_stats, "per_node": hbc},
             "ratio_median_hastack_over_heartbeat": ratio,
+            "floor": {"percent_of_core": floor_stats, "per_node": floor},
         },
     )
     print(f"wrote {path}")
