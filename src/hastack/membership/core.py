@@ -336,6 +336,10 @@ class MembershipCore:
         return out
 
     def is_dc(self, now: float) -> bool:
+        """Whether this node may act as DC at `now`."""
+        return self._holds_lease(now)
+
+    def _holds_lease(self, now: float) -> bool:
         # SAFETY: acting as DC is allowed only while the lease, measured from the send time
         # of a round that a quorum acknowledged, has not run out on this node's own clock.
         return self.leader is not None and not self.left and now < self.leader.lease_end
@@ -495,7 +499,7 @@ class MembershipCore:
         return self.params.total_votes // 2 + 1
 
     def _fresh_dc(self, now: float) -> tuple[str | None, tuple[str, ...], tuple[int, int]]:
-        if self.is_dc(now):
+        if self._holds_lease(now):
             assert self.leader is not None
             return self.name, self.leader.members, (self.leader.term, self.leader.members_counter)
         if self.known_dc is not None and now - self.known_dc_at < self.timing.deadtime:
