@@ -27,6 +27,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -105,14 +106,20 @@ def cleanup_stale() -> list[str]:
     return removed
 
 
-def _kill_netns_pids(netns: str) -> None:
+def _kill_netns_pids(netns: str, rounds: int = 40) -> None:
     """SIGKILL processes still inside a namespace (ones we did not start ourselves, e.g.
-    daemons forked by a started process), so deleting it really frees it."""
-    proc = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True)
-    for word in proc.stdout.split():
-        if word.isdigit():
+    daemons forked by a started process), so deleting it really frees it. Repeated until the
+    namespace is empty: a process can fork between the listing and the kill, and its child
+    would otherwise outlive the namespace (heartbeat forks helpers like mach_down)."""
+    for _ in range(rounds):
+        proc = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True)
+        pids = [int(word) for word in proc.stdout.split() if word.isdigit()]
+        if not pids:
+            return
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(word), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
 
 
 @dataclass(frozen=True)
