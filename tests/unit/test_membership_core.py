@@ -257,3 +257,20 @@ def test_copy_from_a_superseded_generation_is_a_replay() -> None:
     assert core.counters["drop_replay"] == 1
     assert core.counters["duplicate"] == 0
     assert core.status(0.3).nodes["n2"].generation == 2
+
+
+def test_dc_moves_to_a_newer_term_so_a_node_that_lost_an_election_can_follow() -> None:
+    net = Net(params(3))
+    net.start()
+    net.run_until(2.0)
+    term = net.cores["n1"].status(net.now).term
+    # n2 stood in the DC's own term and lost (as when two candidates run at once): its released
+    # vote for itself keeps it, by rule V.2, from ever voting for n1 in that term.
+    n2 = net.cores["n2"]
+    n2.voted_term, n2.voted_for, n2.grant_until = term, "n2", net.now
+    net.run_until(3.0)
+    moved = net.events("n1", "dc-term")
+    assert moved and moved[0].fields["old_term"] == term
+    status = net.cores["n1"].status(net.now)
+    assert status.term > term and status.members == ["n1", "n2", "n3"]
+    assert net.dc() == ["n1"], "the same DC throughout: moving terms is not a re-election"
