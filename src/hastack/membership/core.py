@@ -17,6 +17,7 @@ from hastack.membership.replay import ReplayWindow
 from hastack.membership.status import NodeState, NodeStatus, PeerStatus
 
 INF = float("inf")
+FOLLOWER_SLACK = 1.25  # see _on_heartbeat
 
 
 @dataclass
@@ -631,6 +632,10 @@ class MembershipCore:
                     )
                 )
             out += self._send_heartbeat(now)
+            # The DC's heartbeats now pace ours. Our own timer stays as the fallback, a quarter
+            # keepalive later, so that it does not fire just before the DC's next heartbeat and
+            # make us send twice in one round.
+            self.next_hb = now + FOLLOWER_SLACK * self.timing.keepalive
         return out
 
     def _on_bye(self, peer: Peer, now: float) -> list[Effect]:
