@@ -826,8 +826,13 @@ class MembershipCore:
             Log(
                 "info",
                 "election-lost",
-                f"no quorum for term {cand.term} (granted: {sorted(cand.granted) or 'none'})",
-                {"term": cand.term},
+                f"no quorum for term {cand.term} (granted by: {sorted(cand.granted) or 'none'}, "
+                f"refused by: {sorted(cand.refused) or 'none'})",
+                {
+                    "term": cand.term,
+                    "granted": sorted(cand.granted),
+                    "refused": sorted(cand.refused),
+                },
             )
         ]
         out += self._send(now, type="wd", term=cand.term)
