@@ -424,6 +424,30 @@ def _choice(token: str, choices: tuple[str, ...], extra: str = "") -> str:
     raise _Bad(f"{_q(token)} is not one of {', '.join(choices)}{extra}")
 
 
+def _unique_values(
+    b: _Builder,
+    line: HaCfLine,
+    directive: str,
+    parse: Callable[[str], str],
+    seen: dict[str, Source],
+) -> list[str]:
+    """Each value of a `directive V [V...]` line, parsed. A bad or repeated value is an error
+    naming it while the others still count; each new one is recorded in `seen`."""
+    new: list[str] = []
+    for value in line.values():
+        try:
+            item = parse(value)
+        except _Bad as bad:
+            b.error(line.source, directive, str(bad))
+            continue
+        if item in seen:
+            b.error(line.source, directive, f"{item} is listed twice, first at {seen[item]}")
+            continue
+        seen[item] = line.source
+        new.append(item)
+    return new
+
+
 def _d_node(b: _Builder, line: HaCfLine) -> None:
     values = line.values()
     if not values:
@@ -488,34 +512,22 @@ def _d_mcast(b: _Builder, line: HaCfLine) -> None:
 
 
 def _d_bcast(b: _Builder, line: HaCfLine) -> None:
-    values = line.values()
-    if not values:
+    if not line.values():
         raise _Bad("names no interface: write bcast IF [IF...]")
-    for value in values:
-        try:
-            iface = parse_interface(value)
-        except _Bad as bad:
-            b.error(line.source, "bcast", str(bad))
-            continue
-        if iface in b.bcast:
-            b.error(line.source, "bcast", f"{iface} is listed twice, first at {b.bcast[iface]}")
-            continue
-        b.bcast[iface] = line.source
+    for iface in _unique_values(b, line, "bcast", parse_interface, b.bcast):
         b.link_order.append(("bcast", iface))
 
 
+def _serial_device(device: str) -> str:
+    if not device.startswith("/") or device.endswith("/"):
+        raise _Bad(f"{_q(device)} is not a device path (like /dev/ttyS0)")
+    return device
+
+
 def _d_serial(b: _Builder, line: HaCfLine) -> None:
-    values = line.values()
-    if not values:
+    if not line.values():
         raise _Bad("names no device: write serial /dev/ttyS0 [DEVICE...]")
-    for device in values:
-        if not device.startswith("/") or device.endswith("/"):
-            b.error(line.source, "serial", f"{_q(device)} is not a device path (like /dev/ttyS0)")
-            continue
-        if device in b.serial:
-            b.error(line.source, "serial", f"{device} is listed twice, first at {b.serial[device]}")
-            continue
-        b.serial[device] = line.source
+    for device in _unique_values(b, line, "serial", _serial_device, b.serial):
         b.link_order.append(("serial", device))
 
 
@@ -580,19 +592,9 @@ def _d_watchdog(b: _Builder, line: HaCfLine) -> None:
 
 
 def _d_ping(b: _Builder, line: HaCfLine) -> None:
-    values = line.values()
-    if not values:
+    if not line.values():
         raise _Bad("names no address: write ping ADDR [ADDR...]")
-    for value in values:
-        try:
-            address = parse_ipv4(value)
-        except _Bad as bad:
-            b.error(line.source, "ping", str(bad))
-            continue
-        if address in b.ping:
-            b.error(line.source, "ping", f"{address} is listed twice, first at {b.ping[address]}")
-            continue
-        b.ping[address] = line.source
+    _unique_values(b, line, "ping", parse_ipv4, b.ping)
 
 
 def _d_ping_group(b: _Builder, line: HaCfLine) -> None:
