@@ -151,3 +151,19 @@ def test_killed_dc_is_replaced_and_restarted_node_rejoins(cluster: Cluster) -> N
     assert states[others[0]]["dc"] in others  # type: ignore[index]
     cluster.start(dc)
     cluster.wait_converged(timeout=15)
+
+
+@pytest.mark.parametrize("media", ["bcast", "mcast"])
+def test_broadcast_and_multicast_links_form_a_cluster_and_detect_a_kill(media: str) -> None:
+    with Cluster(3, mode="netns", timers=TIMERS, links=2, media=media) as c:  # type: ignore[arg-type]
+        states = c.wait_converged(timeout=15)
+        link_names = set(states["n1"]["nodes"]["n2"]["links"])  # type: ignore[index]
+        assert link_names == {f"{media} eth0", f"{media} eth1"}, summary(states)
+        c.kill("n3")
+        c.wait_for(
+            lambda s: all(
+                x is not None and sorted(x["members"]) == ["n1", "n2"] for x in s.values()
+            ),
+            timeout=DEADTIME + 5,
+            names=["n1", "n2"],
+        )

@@ -6,7 +6,7 @@ import pytest
 from membership_net import KEYS, Net, params
 
 from hastack.config.model import PingGroup
-from hastack.membership.codec import Message, encode
+from hastack.membership.codec import Message, decode, encode
 from hastack.membership.core import MembershipCore
 from hastack.membership.effects import Send, SendPing
 
@@ -110,6 +110,12 @@ def test_garbage_and_foreign_messages_are_counted_never_raised() -> None:
     assert core.counters["drop_unknown_node"] == 1
 
 
+def vote_of(send: Send) -> Message:
+    vote = decode(send.data, KEYS, "unit")
+    assert isinstance(vote, Message) and vote.type == "vote", vote
+    return vote
+
+
 def test_voter_refuses_a_second_candidate_while_its_vote_binds() -> None:
     core = MembershipCore(params(3), "n3", 1, 0.0)
     now = 1.0  # after the quiet period
@@ -121,20 +127,20 @@ def test_voter_refuses_a_second_candidate_while_its_vote_binds() -> None:
     )
     (vote1,) = [e for e in core.receive(first, "ucast eth0", now) if isinstance(e, Send)]
     (vote2,) = [e for e in core.receive(second, "ucast eth0", now + 0.1) if isinstance(e, Send)]
-    assert b'"ok":true' in vote1.data
-    assert b'"ok":false' in vote2.data
+    assert vote_of(vote1).ok and vote_of(vote1).to == "n1"
+    assert not vote_of(vote2).ok and vote_of(vote2).to == "n2"
     later = encode(
         Message(cluster="unit", node="n2", generation=1, seq=2, type="vreq", term=3), KEYS
     )
     (vote3,) = [e for e in core.receive(later, "ucast eth0", now + 0.6) if isinstance(e, Send)]
-    assert b'"ok":true' in vote3.data, "the first vote expired after the lease"
+    assert vote_of(vote3).ok, "the first vote expired after the lease"
 
 
 def test_restarted_node_votes_for_nobody_during_its_quiet_period() -> None:
     core = MembershipCore(params(3), "n3", 2, 10.0)
     req = encode(Message(cluster="unit", node="n1", generation=1, seq=1, type="vreq", term=7), KEYS)
     (vote,) = [e for e in core.receive(req, "ucast eth0", 10.2) if isinstance(e, Send)]
-    assert b'"ok":false' in vote.data
+    assert not vote_of(vote).ok
 
 
 def test_dc_without_acknowledgements_stops_acting_before_voters_release() -> None:

@@ -227,7 +227,8 @@ class NodeDaemon:
             self.core_errors += 1
             logger.exception("membership core failed on a datagram from link %s", link)
             return
-        self._execute(effects)
+        if effects:  # most heartbeats change state but ask for nothing
+            self._execute(effects)
         self._arm()
 
     def _on_ping_reply(self, target: str) -> None:

@@ -6,9 +6,9 @@ its control socket (fast enough to poll every 10 ms), and controls nodes by PID 
 SIGSTOP/SIGCONT, SIGTERM). Everything it started is removed on exit, exceptions included.
 
 Namespace mode: a `Lab` with one host per node and `links` links; each node has one
-`ucast ethJ ADDR` line per peer and link. Loopback mode (no root needed): node i listens on
-127.0.0.(10+i) (`bind lo ADDR`, hastack's local receive address) on a free high `udpport`,
-one link.
+`ucast ethJ ADDR` line per peer and link (or, with `media`, one `bcast`/`mcast` line per
+link). Loopback mode (no root needed): node i listens on 127.0.0.(10+i) (`bind lo ADDR`,
+hastack's local receive address) on a free high `udpport`, one link.
 """
 
 from __future__ import annotations
@@ -33,9 +33,24 @@ from hastack.lab.netns import Host, Lab, lab_unavailable_reason
 from hastack.lab.process import ManagedProcess
 
 Mode = Literal["netns", "loopback", "auto"]
+Media = Literal["ucast", "bcast", "mcast"]
 Status = dict[str, Any]
 
 LOOPBACK_BASE = 10  # node i gets 127.0.0.(LOOPBACK_BASE + i)
+
+
+def media_lines(media: Media, links: int, peers: Sequence[Sequence[str]], port: int) -> list[str]:
+    """ha.cf media lines for a lab host with `links` interfaces eth0.., given each peer's
+    addresses (one per link): a ucast line per peer, or one bcast/mcast line per link."""
+    lines: list[str] = []
+    for j in range(links):
+        if media == "ucast":
+            lines += [f"ucast eth{j} {addresses[j]}" for addresses in peers]
+        elif media == "bcast":
+            lines.append(f"bcast eth{j}")
+        else:
+            lines.append(f"mcast eth{j} 239.255.{j}.1 {port} 1 0")
+    return lines
 
 
 def hastack_argv(*args: str) -> list[str]:
@@ -157,6 +172,7 @@ class Cluster:
     mode: Mode = "auto"
     timers: Timers = field(default_factory=Timers)
     links: int = 2  # namespace mode only; loopback mode has one link
+    media: Media = "ucast"  # namespace mode only; loopback mode uses ucast
     workdir: str | None = None
     extra_hacf: Sequence[str] = ()
     # leave the work directory (logs, configs) in place on close; HASTACK_LAB_KEEP=1 sets it
@@ -227,8 +243,7 @@ class Cluster:
         ]
         peers = [n for n in self.names if n != node.name]
         if self.mode == "netns":
-            for j in range(self.links):
-                lines += [f"ucast eth{j} {addresses[p][j]}" for p in peers]
+            lines += media_lines(self.media, self.links, [addresses[p] for p in peers], 694)
         else:
             lines.append(f"bind lo {node.addresses[0]}")
             lines += [f"ucast lo {addresses[p][0]}" for p in peers]

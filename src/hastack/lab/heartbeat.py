@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hastack.lab.cluster import Timers, fmt_duration
+from hastack.lab.cluster import Media, Timers, fmt_duration, media_lines
 from hastack.lab.logwatch import LogTail, wait_for_all
 from hastack.lab.netns import Lab, lab_unavailable_reason
 
@@ -64,6 +64,7 @@ class HeartbeatCluster:
     nodes: int | Sequence[str] = 3
     timers: Timers = field(default_factory=Timers)
     links: int = 2
+    media: Media = "ucast"
     workdir: str | None = None
     keep: bool = False
 
@@ -130,8 +131,8 @@ class HeartbeatCluster:
             "auto_failback off",
         ]
         peers = [p for p in self.names if p != name]
-        for j in range(self.links):
-            lines += [f"ucast eth{j} {self.lab[p].addr(j)}" for p in peers]
+        addresses = [[self.lab[p].addr(j) for j in range(self.links)] for p in peers]
+        lines += media_lines(self.media, self.links, addresses, 694)
         lines += [f"node {n}" for n in self.names]
         (d / "etc-ha.d" / "ha.cf").write_text("\n".join(lines) + "\n")
         (d / "etc-ha.d" / "haresources").write_text("")  # heartbeat refuses to start without

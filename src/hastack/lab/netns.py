@@ -274,7 +274,7 @@ class Lab:
                 port = f"h{i}l{j}"
                 cmds += [
                     f"link add eth{j} type veth peer name {port} netns {self.switch_netns}",
-                    f"addr add {addr}/24 dev eth{j}",
+                    f"addr add {addr}/24 brd + dev eth{j}",
                     f"link set eth{j} up",
                 ]
                 ports += [f"link set {port} master br{j}", f"link set {port} up"]

@@ -2,24 +2,25 @@
 
 md5, sha1 and sha256 are HMACs keyed with the authkeys secret; crc is a plain CRC-32 that
 only catches corruption (heartbeat's `crc`), accepted for compatibility with a warning at load.
+Tags are raw bytes of a fixed size per method (TAG_SIZE), so the wire format needs no
+delimiter around them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import zlib
 
 from hastack.config.model import AuthKey
 
-_DIGESTS = {"md5": hashlib.md5, "sha1": hashlib.sha1, "sha256": hashlib.sha256}
+TAG_SIZE = {"crc": 4, "md5": 16, "sha1": 20, "sha256": 32}
 
 
 def sign(key: AuthKey, body: bytes) -> bytes:
-    """The hex tag for `body` under `key`."""
+    """The tag for `body` under `key`: TAG_SIZE[key.method] bytes."""
     if key.method == "crc":
-        return b"%08x" % zlib.crc32(body)
-    return hmac.new(key.key, body, _DIGESTS[key.method]).hexdigest().encode()
+        return zlib.crc32(body).to_bytes(4, "big")
+    return hmac.digest(key.key, body, key.method)
 
 
 def verify(key: AuthKey, body: bytes, tag: bytes) -> bool:

@@ -59,6 +59,13 @@ class Leadership:
     lease_end: float
     members: tuple[str, ...] = ()
     members_counter: int = 0
+    # When the member list must next be recomputed even if no one joins: the earliest time a
+    # member's newest acknowledged round gets older than deadtime; -INF after acks were removed.
+    members_check_at: float = -INF
+    # The votes that acknowledged our newest round (`newest_round`, -1: not tracked): most
+    # acks are for that round, and this count decides its quorum without _extend_lease's sort.
+    newest_round: int = -1
+    newest_votes: int = 0
 
 
 class MembershipCore:
@@ -162,6 +169,7 @@ class MembershipCore:
         if self.leader:
             times.append(self.leader.lease_end)
             times.append(self.leader.lease_end + t.lease)
+            times.append(self.leader.members_check_at)
         if self.ping_targets:
             times.append(self.next_ping)
         if self.run_at is not None:
@@ -557,6 +565,8 @@ class MembershipCore:
             while now - rounds[next(iter(rounds))] > 2 * self.timing.lease:
                 del rounds[next(iter(rounds))]
             self.leader.acks[self.name] = self.seq + 1
+            self.leader.newest_round = self.seq + 1
+            self.leader.newest_votes = self.votes
             self.grant_until = now + self.timing.lease
             self.grant_round = self.seq + 1
             self._extend_lease(now)  # our own vote may complete a quorum (fenced peers, one node)
@@ -612,11 +622,7 @@ class MembershipCore:
             if msg.lease and msg.term > self.leader.term:
                 out += self._step_down(now, f"{peer.name} is DC in newer term {msg.term}")
             elif msg.grant and msg.grant.to == self.name and msg.grant.term == self.leader.term:
-                acked = self.leader.acks.get(peer.name, 0)
-                self.leader.acks[peer.name] = max(acked, msg.grant.round)
-                self._extend_lease(now)
-                if self._update_members(now):
-                    out += self._send_heartbeat(now)  # tell the members at once
+                out += self._on_ack(peer, msg.grant.round, now)
         if msg.lease and self._may_vote(peer.name, msg.term, now):
             # A lease renewal from the DC we vote for (or a DC we may now vote for): extend
             # our vote and answer at once, so the DC's lease follows its rounds closely.
@@ -638,6 +644,30 @@ class MembershipCore:
             self.next_hb = now + FOLLOWER_SLACK * self.timing.keepalive
         return out
 
+    def _on_ack(self, peer: Peer, round_: int, now: float) -> list[Effect]:
+        """A voter acknowledged our round `round_`. Runs for every follower's heartbeat, so
+        it skips the work that cannot change anything: an ack moves the lease end only if
+        its round was sent after the round the lease is counted from, and it can only add
+        the acking peer to the member list (members lapse with time, at members_check_at)."""
+        leader = self.leader
+        assert leader is not None
+        if round_ > leader.acks.get(peer.name, 0):
+            leader.acks[peer.name] = round_
+            sent = leader.rounds.get(round_)
+            if round_ == leader.newest_round and sent is not None:
+                # exactly what _extend_lease would compute for this round: no round is newer
+                leader.newest_votes += peer.votes
+                votes = leader.newest_votes + (self._votes_of(self.fenced) if self.fenced else 0)
+                if votes > self.params.total_votes / 2:
+                    leader.lease_end = max(leader.lease_end, sent + self.timing.dc_lease)
+            elif sent is not None and sent + self.timing.dc_lease > leader.lease_end:
+                self._extend_lease(now)
+        if peer.name in leader.members and now < leader.members_check_at:
+            return []
+        if self._update_members(now):
+            return self._send_heartbeat(now)  # tell the members at once
+        return []
+
     def _on_bye(self, peer: Peer, now: float) -> list[Effect]:
         peer.state = "left"
         peer.last_hb = None
@@ -648,6 +678,8 @@ class MembershipCore:
             self.known_dc = None
         if self.leader is not None:
             self.leader.acks.pop(peer.name, None)
+            self.leader.members_check_at = -INF
+            self.leader.newest_round = -1
         return [Log("info", "node-left", f"node {peer.name} left the cluster", {"node": peer.name})]
 
     # ---- votes and the DC lease ----------------------------------------------------------------
@@ -741,10 +773,13 @@ class MembershipCore:
         leader = self.leader
         assert leader is not None
         members = [self.name]
+        check_at = INF
         for peer in self._online():
             sent = leader.rounds.get(leader.acks.get(peer.name, -1))
             if sent is not None and now - sent < self.timing.deadtime:
                 members.append(peer.name)
+                check_at = min(check_at, sent + self.timing.deadtime)
+        leader.members_check_at = check_at
         new = tuple(sorted(members))
         if new == leader.members:
             return False
@@ -788,6 +823,8 @@ class MembershipCore:
         leader.term = term
         leader.acks = {}
         leader.members_counter = 0
+        leader.members_check_at = -INF
+        leader.newest_round = -1
         return [
             Log(
                 "info",

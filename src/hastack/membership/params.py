@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from hastack.config.model import AuthKeys, ClusterConfig, NodeSpec, PingGroup, Timing
 
@@ -21,7 +22,7 @@ class CoreParams:
     ping: tuple[str, ...] = ()
     ping_groups: tuple[PingGroup, ...] = ()
 
-    @property
+    @cached_property  # asked on every DC acknowledgement; the parameters never change
     def total_votes(self) -> int:
         if self.expected_votes is not None:
             return self.expected_votes
