@@ -79,13 +79,16 @@ def reelection(d: dict[str, Any]) -> str:
 def cpu(d: dict[str, Any]) -> str:
     hs, hb = d["hastack"]["percent_of_core"], d["heartbeat"]["percent_of_core"]
     ratio = hb["median"] / hs["median"] if hs["median"] else float("nan")
-    links = f"{d['links']} link" + ("s" if d["links"] != 1 else "")
+    links = f"{d['links']} {d.get('media', 'ucast')} link" + ("s" if d["links"] != 1 else "")
+    dc = d["hastack"].get("dc")
+    dc_cell = f"{d['hastack']['per_node'][dc]:.2f}%" if dc else "-"
     floor = d.get("floor", {}).get("percent_of_core")
-    floor_cell = f"{floor['median']:.2f}%" if floor else "not measured"
+    floor_cell = f"{floor['median']:.2f}% / {floor['max']:.2f}%" if floor else "not measured"
     return (
         f"| {d['nodes']} nodes, {links}, keepalive 100 ms, {d['window_s']:g} s window "
-        f"| {hs['median']:.2f}% | {hs['max']:.2f}% | {hb['median']:.2f}% | {hb['max']:.2f}% "
-        f"| {ratio:.2f}x | {floor_cell} | {'met' if hs['max'] < 1 else '**missed**'} |"
+        f"| {hs['median']:.2f}% | {hs['max']:.2f}% | {dc_cell} | {hb['median']:.2f}% "
+        f"| {hb['max']:.2f}% | {ratio:.1f}x | {floor_cell} "
+        f"| {'met' if hs['max'] < 1 else '**missed**'} |"
     )
 
 
@@ -104,11 +107,11 @@ def main() -> None:
     if cpus:
         print("### CPU per node\n")
         print(
-            "| setup | hastack median | hastack max | heartbeat median | heartbeat max "
-            "| heartbeat / hastack (median) | floor: send and receive only (median) "
-            "| target (< 1% of a core) |"
+            "| setup | hastack median | hastack max | hastack DC | heartbeat median "
+            "| heartbeat max | heartbeat / hastack (median) "
+            "| floor: send and receive only (median / max) | target (< 1% on every node) |"
         )
-        print("|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|")
         for c in cpus:
             if c:
                 print(cpu(c))

@@ -130,10 +130,16 @@ class MembershipCore:
         self.known_dc_direct_at = -INF  # when we last heard the known DC itself
         self.left = False
         self.last_tick = -INF
-        self.detect_at = INF  # see _detection_deadline
+        # The earliest time a peer, a link or a ping node may have to be declared late or
+        # dead: tick() checks them only from then on (see _detection_deadline).
+        self.detect_at = self.started_at + self.timing.initdead
+        self._seen: tuple[str, ...] | None = None  # online peers' names, sorted; None: stale
         # recently accepted datagrams -> (sender, generation, seq), see _remember
         self._recent: dict[bytes, tuple[str, int, int]] = {}
         self._recent_max = 4 * len(self.peers) * max(1, len(params.links))
+        # Byte-identical copies arrive over the other links; with one link there are none
+        # worth recognising (a duplicate on the same link is a replay).
+        self._copies_expected = len(params.links) > 1
         self._note_all_seen()
 
     # ---- the API the shell calls ----------------------------------------------------------
@@ -181,11 +187,12 @@ class MembershipCore:
         return deadline
 
     def _detection_deadline(self, now: float) -> float:
-        """The earliest warntime, deadtime, link deadtime or deadping still ahead.
+        """The earliest warntime, deadtime, link deadtime, deadping or initdead still ahead.
 
-        Computed once per tick, not after every datagram: a datagram or a ping reply only
-        moves these later, so a value computed at the last tick is never too late (and a tick
-        at most a keepalive away recomputes it).
+        tick() checks peers, links and ping nodes only once this time has come, and then
+        computes it again. A datagram or a ping reply only moves these deadlines later, except
+        where something comes up or is heard again after a warning: _heard, _came_up and
+        ping_reply move detect_at earlier for those, so it is never too late.
         """
         t = self.timing
         times: list[float] = []
@@ -200,7 +207,12 @@ class MembershipCore:
                 at + t.deadtime for link, at in peer.link_heard.items() if peer.link_up.get(link)
             ]
         times += [at + t.deadping for at in self.ping_last.values()]
-        return min((at for at in times if at > now), default=INF)
+        if any(p.state == "unknown" for p in self.peers.values()):
+            times.append(self.started_at + t.initdead)
+        ahead = [at for at in times if at > now]
+        if len(ahead) < len(times) and self.grace_until > now:
+            ahead.append(self.grace_until)  # checks held back by a stall's grace run after it
+        return min(ahead, default=INF)
 
     def tick(self, now: float) -> list[Effect]:
         if self.left:
@@ -222,8 +234,11 @@ class MembershipCore:
                     {"stall_ms": round(late * 1000)},
                 )
             )
-        out += self._check_peers(now)
-        out += self._check_pings(now)
+        detecting = now >= self.detect_at
+        if detecting:
+            out += self._check_peers(now)
+            out += self._check_ping_loss(now)
+        out += self._send_pings(now)
         out += self._check_leadership(now)
         out += self._check_candidacy(now)
         out += self._maybe_fence(now)
@@ -231,16 +246,18 @@ class MembershipCore:
         if now >= self.next_hb:
             out += self._send_heartbeat(now)
         self.last_tick = now
-        self.detect_at = self._detection_deadline(now)
+        if detecting:
+            self.detect_at = self._detection_deadline(now)
         self.expected_tick = self.next_deadline()
         return out
 
     def receive(self, data: bytes, link: str, now: float) -> list[Effect]:
         if self.left:
             return []
-        copy_of = self._recent.get(data)
-        if copy_of is not None:
-            return self._receive_copy(*copy_of, link, now)
+        if self._copies_expected:
+            copy_of = self._recent.get(data)
+            if copy_of is not None:
+                return self._receive_copy(*copy_of, link, now)
         msg = decode(data, self.params.authkeys, self.params.cluster_name)
         if isinstance(msg, Dropped):
             self.counters[f"drop_{msg.reason}"] += 1
@@ -270,16 +287,20 @@ class MembershipCore:
             peer.window = ReplayWindow()
             peer.link_windows = {}
             peer.last_hb = None
-        window = peer.link_windows.setdefault(link, ReplayWindow())
+        window = peer.link_windows.get(link)
+        if window is None:
+            window = peer.link_windows[link] = ReplayWindow()
         if not window.accept(msg.seq):
             self.counters["drop_replay"] += 1
             return out
         self.counters["rx"] += 1
-        out += self._heard(peer, link, now)
+        if self._heard(peer, link, now):
+            out += self._came_up(peer, link)
         if not peer.window.accept(msg.seq):
             self.counters["duplicate"] += 1  # the same message over another link
             return out
-        self._remember(data, peer, msg.seq)
+        if self._copies_expected:
+            self._remember(data, peer, msg.seq)
         self.high_term = max(self.high_term, msg.high_term, msg.term)
         if msg.type == "hb":
             out += self._on_heartbeat(peer, msg, now)
@@ -313,7 +334,7 @@ class MembershipCore:
             return []
         self.counters["rx"] += 1
         self.counters["duplicate"] += 1
-        return self._heard(peer, link, now)
+        return self._came_up(peer, link) if self._heard(peer, link, now) else []
 
     def ping_reply(self, target: str, now: float) -> list[Effect]:
         if target not in self.ping_targets:
@@ -321,6 +342,7 @@ class MembershipCore:
         self.ping_last[target] = now
         if not self.ping_up.get(target):
             self.ping_up[target] = True
+            self.detect_at = min(self.detect_at, now + self.timing.deadping)
             return [Log("info", "ping-up", f"ping node {target} is reachable", {"target": target})]
         return []
 
@@ -355,12 +377,24 @@ class MembershipCore:
 
     # ---- failure detection ---------------------------------------------------------------
 
-    def _heard(self, peer: Peer, link: str, now: float) -> list[Effect]:
-        out: list[Effect] = []
+    def _heard(self, peer: Peer, link: str, now: float) -> bool:
+        """Stamp the peer and the link as heard now. True when either was not up before:
+        the caller then lets _came_up log it and update the state (the rare case, kept out
+        of the path every heartbeat takes)."""
         peer.last_heard = now
         peer.link_heard[link] = now
-        self.fenced.discard(peer.name)  # it is back: only its own vote counts from now on
-        peer.late_warned = False
+        if peer.name in self.fenced:
+            self.fenced.discard(peer.name)  # it is back: only its own vote counts from now on
+        if peer.late_warned:
+            peer.late_warned = False
+            self.detect_at = min(self.detect_at, now + self.timing.warntime)
+        return peer.state != "online" or not peer.link_up.get(link)
+
+    def _came_up(self, peer: Peer, link: str) -> list[Effect]:
+        out: list[Effect] = []
+        now = peer.link_heard[link]
+        # a peer or link that just came up has a detection deadline the last tick did not see
+        self.detect_at = min(self.detect_at, now + min(self.timing.warntime, self.timing.deadtime))
         if not peer.link_up.get(link):
             peer.link_up[link] = True
             if peer.state == "online":
@@ -375,6 +409,7 @@ class MembershipCore:
         if peer.state != "online":
             was = peer.state
             peer.state = "online"
+            self._seen = None
             out.append(
                 Log(
                     "info",
@@ -395,7 +430,7 @@ class MembershipCore:
         out: list[Effect] = []
         for peer in self.peers.values():
             for link, at in peer.link_heard.items():
-                if peer.link_up.get(link) and now - at >= t.deadtime and now >= self.grace_until:
+                if peer.link_up.get(link) and now >= at + t.deadtime and now >= self.grace_until:
                     peer.link_up[link] = False
                     if peer.state == "online" and any(peer.link_up.values()):
                         out.append(
@@ -409,9 +444,13 @@ class MembershipCore:
                         )
             if peer.state == "online":
                 assert peer.last_heard is not None
+                # compared as _detection_deadline computes the deadlines, to the last bit
                 silent = now - peer.last_heard
-                if silent >= t.deadtime and now >= self.grace_until:
+                if now >= peer.last_heard + t.deadtime and now >= self.grace_until:
                     peer.state = "offline"
+                    self._seen = None
+                    if self.leader is not None:
+                        self.leader.members_check_at = -INF
                     peer.last_hb = None
                     out.append(
                         Log(
@@ -422,7 +461,7 @@ class MembershipCore:
                             {"node": peer.name, "silent_ms": round(silent * 1000)},
                         )
                     )
-                elif silent >= t.warntime and not peer.late_warned:
+                elif now >= peer.last_heard + t.warntime and not peer.late_warned:
                     peer.late_warned = True
                     out.append(
                         Log(
@@ -435,6 +474,7 @@ class MembershipCore:
                     )
             elif peer.state == "unknown" and now >= self.started_at + t.initdead:
                 peer.state = "offline"
+                self._seen = None
                 out.append(
                     Log(
                         "warning",
@@ -445,13 +485,11 @@ class MembershipCore:
                 )
         return out
 
-    def _check_pings(self, now: float) -> list[Effect]:
+    def _check_ping_loss(self, now: float) -> list[Effect]:
         out: list[Effect] = []
-        if not self.ping_targets:
-            return out
         for target in self.ping_targets:
             at = self.ping_last.get(target)
-            if self.ping_up.get(target) and at is not None and now - at >= self.timing.deadping:
+            if self.ping_up.get(target) and at is not None and now >= at + self.timing.deadping:
                 self.ping_up[target] = False
                 out.append(
                     Log(
@@ -461,10 +499,13 @@ class MembershipCore:
                         {"target": target},
                     )
                 )
-        if now >= self.next_ping:
-            self.next_ping = now + self.timing.keepalive
-            out += [SendPing(target) for target in self.ping_targets]
         return out
+
+    def _send_pings(self, now: float) -> list[Effect]:
+        if not self.ping_targets or now < self.next_ping:
+            return []
+        self.next_ping = now + self.timing.keepalive
+        return [SendPing(target) for target in self.ping_targets]
 
     def pingd(self) -> int:
         """Connectivity as pingd counts it: ping nodes up plus ping groups with a member up."""
@@ -475,6 +516,11 @@ class MembershipCore:
         return count
 
     # ---- views ------------------------------------------------------------------------------
+
+    def _seen_names(self) -> tuple[str, ...]:
+        if self._seen is None:
+            self._seen = tuple(sorted(p.name for p in self._online()))
+        return self._seen
 
     def _online(self) -> list[Peer]:
         return [p for p in self.peers.values() if p.state == "online"]
@@ -584,7 +630,7 @@ class MembershipCore:
         return out + self._send(
             now,
             type="hb",
-            seen=tuple(sorted(p.name for p in self._online())),
+            seen=self._seen_names(),
             dc=dc,
             dc_age=dc_age,
             term=term,
@@ -670,6 +716,7 @@ class MembershipCore:
 
     def _on_bye(self, peer: Peer, now: float) -> list[Effect]:
         peer.state = "left"
+        self._seen = None
         peer.last_hb = None
         peer.link_up = dict.fromkeys(peer.link_up, False)
         if self.voted_for == peer.name:
@@ -791,7 +838,8 @@ class MembershipCore:
         leader = self.leader
         if leader is None:
             return []
-        self._update_members(now)
+        if now >= leader.members_check_at:
+            self._update_members(now)
         if now >= leader.lease_end + self.timing.lease:
             return self._step_down(now, "no quorum acknowledged the lease")
         if any(self._cannot_follow(peer, leader.term) for peer in self._connected(now)):
