@@ -1,0 +1,1 @@
+"""Resource agents (OCF, LSB, heartbeat R1, systemd) and the node-local executor."""
