@@ -176,10 +176,17 @@ def proc_state(pid: int) -> str:
 def test_process_control_by_pid() -> None:
     with Lab(1) as lab:
         proc = lab["n1"].start(["sleep", "300"])
-        netns_pids = subprocess.run(
-            ["ip", "netns", "pids", lab["n1"].netns], capture_output=True, text=True
-        ).stdout.split()
-        assert str(proc.pid) in netns_pids  # the PID we hold is the command, in the namespace
+        # `ip netns exec` enters the namespace and then execs the command, in the process we
+        # started: the PID we hold is the command's, inside the namespace once it got there.
+        deadline = time.monotonic() + 5
+        while True:
+            netns_pids = subprocess.run(
+                ["ip", "netns", "pids", lab["n1"].netns], capture_output=True, text=True
+            ).stdout.split()
+            if str(proc.pid) in netns_pids or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        assert str(proc.pid) in netns_pids
         proc.stop()
         time.sleep(0.1)
         assert proc_state(proc.pid) == "T"
