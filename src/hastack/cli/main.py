@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from hastack import __version__
-from hastack.cli import agent_cmd, config_cmd, node_cmd, status_cmd
+from hastack.cli import agent_cmd, cib_cmd, config_cmd, convert_cmd, node_cmd, status_cmd
 from hastack.cli.plugins import register_plugins
 
 
@@ -15,7 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hastack",
         description="hastack: a high-availability stack for Linux (heartbeat membership, "
-        "quorum, one designated coordinator, resource agents).",
+        "quorum, one designated coordinator, resource agents, the CIB).",
     )
     parser.add_argument("--version", action="version", version=f"hastack {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     status_cmd.register(subparsers)
     config_cmd.register(subparsers)
     agent_cmd.register(subparsers)
+    cib_cmd.register(subparsers)
+    convert_cmd.register(subparsers)
     register_plugins(subparsers)
     return parser
 

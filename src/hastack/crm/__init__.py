@@ -1,0 +1,1 @@
+"""Cluster resource manager: the CIB model, and later the scheduler."""

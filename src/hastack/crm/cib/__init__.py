@@ -1,0 +1,1 @@
+"""The Cluster Information Base: model, XML reading and writing."""
