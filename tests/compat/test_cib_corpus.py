@@ -1,7 +1,7 @@
 """Pacemaker 2.1.5's scheduler corpus (799 real CIBs): every file reads, round-trips exactly,
 and what we write gets the same crm_verify verdict as the original.
 
-The corpus lives outside the project (``/work/shared/pacemaker-scheduler/xml`` or
+The corpus lives outside the project (``../shared/pacemaker-scheduler/xml`` beside the clone, or
 ``$HASTACK_PACEMAKER_CORPUS``); without it the module is skipped with the reason.
 """
 
@@ -17,7 +17,13 @@ import pytest
 from hastack.crm.cib.model import Bundle, Cib, Clone, Group, Primitive, Template
 from hastack.crm.cib.xml import read_cib, write_cib
 
-CORPUS = Path(os.environ.get("HASTACK_PACEMAKER_CORPUS", "/work/shared/pacemaker-scheduler/xml"))
+# ../shared beside the clone, as CI has it (a user's clone has none: the tests skip)
+CORPUS = Path(
+    os.environ.get(
+        "HASTACK_PACEMAKER_CORPUS",
+        Path(__file__).resolve().parents[2].parent / "shared" / "pacemaker-scheduler" / "xml",
+    )
+)
 FILES = sorted(CORPUS.glob("*.xml")) if CORPUS.is_dir() else []
 
 if not FILES:

@@ -2,8 +2,8 @@
 
 crm_verify's verdict: invalid when it reports errors ("Errors found during check" or a non-zero
 exit without "Warnings found"); warnings alone leave a CIB valid, as they leave ours. Checked on
-Pacemaker's scheduler corpus (/work/shared, skipped without it), on broken CIBs written here and
-on converted haresources files.
+Pacemaker's scheduler corpus (../shared beside the clone, skipped without it), on broken CIBs
+written here and on converted haresources files.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from hastack.crm.cib.validate import DEFAULT_SCHEMA_DIR, is_valid, validate
 from hastack.crm.haresources import convert_haresources
 
 CRM_VERIFY = shutil.which("crm_verify") or "/usr/sbin/crm_verify"
-CORPUS = Path("/work/shared/pacemaker-scheduler/xml")
+# ../shared beside the clone, as CI has it (a user's clone has none: the tests skip)
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "pacemaker-scheduler" / "xml"
 
 # Corpus inputs where crm_verify's verdict comes from scheduling, not from the configuration:
 # deliberately not checked by validate() (the scheduler reports these).

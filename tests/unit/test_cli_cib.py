@@ -266,7 +266,9 @@ def test_convert_warns_when_ha_cf_configures_stonith(
 
 
 def test_show_every_corpus_cib(capsys: pytest.CaptureFixture[str]) -> None:
-    corpus = Path("/work/shared/pacemaker-scheduler/xml")
+    corpus = (
+        Path(__file__).resolve().parents[2].parent / "shared" / "pacemaker-scheduler" / "xml"
+    )  # ../shared beside the clone
     if not corpus.is_dir():
         reason = f"{corpus} is absent (Pacemaker's scheduler corpus is not in this checkout)"
         print(f"SKIP: {reason}")
