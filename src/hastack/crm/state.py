@@ -209,44 +209,34 @@ def _node_status(
             why = "expected down"
         else:
             unclean, why = True, "peer is unexpectedly down"
-        return NodeStatus(
-            name,
-            node.id,
-            online=online,
-            unclean=unclean,
-            pending=pending,
-            standby=standby or pending,
-            maintenance=maintenance,
-            shutdown=shutdown,
-            reason=f"{why} ({fields})",
-        )
-    in_cluster = _true(in_ccm)
-    online = in_cluster
-    if shutdown:
-        online, why = crmd_online, "shutting down"  # a dead peer cannot shut down
-    elif in_ccm is None:
-        unclean, why = True, "peer has not been seen by the cluster"
-    elif join == "banned":
-        unclean, why = True, "peer failed Pacemaker membership criteria"
-    elif not terminate and expected == "down":
-        if in_cluster or crmd_online:
+    else:
+        in_cluster = _true(in_ccm)
+        online = in_cluster
+        if shutdown:
+            online, why = crmd_online, "shutting down"  # a dead peer cannot shut down
+        elif in_ccm is None:
+            unclean, why = True, "peer has not been seen by the cluster"
+        elif join == "banned":
+            unclean, why = True, "peer failed Pacemaker membership criteria"
+        elif not terminate and expected == "down":
+            if in_cluster or crmd_online:
+                pending, why = True, "not ready to run resources"
+            else:
+                why = "down or still coming up"
+        elif terminate and join == "down" and not in_cluster and not crmd_online:
+            online, why = False, "was just shot"
+        elif not in_cluster:
+            unclean, why = True, "peer is no longer part of the cluster"
+        elif not crmd_online:
+            unclean, why = True, "peer process is no longer available"
+        elif terminate:
+            unclean, why = True, "termination was requested"
+        elif join == "member":
+            why = "member"
+        elif join in ("pending", "down"):
             pending, why = True, "not ready to run resources"
         else:
-            why = "down or still coming up"
-    elif terminate and join == "down" and not in_cluster and not crmd_online:
-        online, why = False, "was just shot"
-    elif not in_cluster:
-        unclean, why = True, "peer is no longer part of the cluster"
-    elif not crmd_online:
-        unclean, why = True, "peer process is no longer available"
-    elif terminate:
-        unclean, why = True, "termination was requested"
-    elif join == "member":
-        why = "member"
-    elif join in ("pending", "down"):
-        pending, why = True, "not ready to run resources"
-    else:
-        unclean, why = True, "peer was in an unknown state"
+            unclean, why = True, "peer was in an unknown state"
     return NodeStatus(
         name,
         node.id,
