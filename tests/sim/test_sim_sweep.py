@@ -1,6 +1,6 @@
 """The CI sweep: thousands of mixed-fault seeds on 2 (two_node, fencing) to 5 nodes.
 
-Equivalent command: hastack sim --nodes 2-5 --seeds 2000 --duration 15
+Equivalent command: hastack sim --nodes 2-5 --seeds 2000 --duration 20
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from hastack.sim import SimConfig, run_seeds
 
 SEEDS = max(2000, int(os.environ.get("HASTACK_SIM_SEEDS", "2000")))
 FIRST_SEED = int(os.environ.get("HASTACK_SIM_FIRST_SEED", "0"))
-# 15 simulated seconds hold the warm-up, one fault window and the quiet period that (c) and
+# 20 simulated seconds hold the warm-up, one fault window and the quiet period that (c) and
 # (d) need at keepalive 100 ms / deadtime 500 ms; shorter runs would check no liveness.
-DURATION = 15.0
+DURATION = 20.0
 SHOWN = 3
 
 

@@ -40,8 +40,19 @@ def test_lease_and_derived_timers() -> None:
     assert t.dc_lease == pytest.approx(5 * 0.99 / 1.01)
     assert t.quiet == pytest.approx(5 * 1.01)
     assert t.dc_lease < t.lease < t.quiet
-    assert t.election_timeout == 1 and t.stall_threshold == 1
+    assert t.read_interval == 0.1  # capped: (dc_lease - keepalive) / 4 is ~0.98 s here
+    assert t.election_timeout == pytest.approx(1.1) and t.stall_threshold == 1
     assert t.max_drift == 0.01
+
+
+def test_read_interval_keeps_inside_the_lease_renewal_margin() -> None:
+    # the fast profile: the DC renews every 50 ms and may act 196 ms after a renewal;
+    # an acknowledgement may wait twice read_interval to be read, which must stay well inside
+    fast = derive_timing(keepalive=0.05, deadtime=0.2)
+    assert fast.read_interval == pytest.approx((fast.dc_lease - 0.05) / 4)
+    assert 2 * fast.read_interval < fast.dc_lease - fast.keepalive
+    # short keepalives are read every keepalive, never less often
+    assert derive_timing(keepalive=0.02, deadtime=1).read_interval == pytest.approx(0.02)
 
 
 def test_explicit_values_are_kept() -> None:
@@ -124,6 +135,7 @@ def test_describe_lists_every_timer_with_its_value() -> None:
         "lease",
         "dc_lease",
         "quiet",
+        "read_interval",
         "election_timeout",
         "stall_threshold",
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -24,21 +25,31 @@ def free_port(address: str = "127.0.0.1") -> int:
 
 
 class Inbox:
-    """Collects (data, link) pairs and lets a test wait for a count."""
+    """Collects (data, link) pairs and lets a test wait for a count. UDP endpoints deliver
+    nothing by themselves: like the daemon's read timer, wait_for drains them every 5 ms."""
 
     def __init__(self) -> None:
         self.items: list[tuple[bytes, str]] = []
-        self.event = asyncio.Event()
+        self.stamps: list[float | None] = []
+        self.endpoints: list[LinkEndpoint] = []
 
     def __call__(self, data: bytes, link: str) -> None:
         self.items.append((data, link))
-        self.event.set()
+        self.stamps.append(None)
+
+    def read(self) -> None:
+        for endpoint in self.endpoints:
+            for stamp, data in endpoint.drain():
+                self.items.append((data, endpoint.name))
+                self.stamps.append(stamp)
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         async def loop() -> None:
-            while not predicate():
-                self.event.clear()
-                await self.event.wait()
+            while True:
+                self.read()
+                if predicate():
+                    return
+                await asyncio.sleep(0.005)
 
         await asyncio.wait_for(loop(), timeout)
 
@@ -46,6 +57,8 @@ class Inbox:
 async def opened(link: Link, inbox: Inbox) -> LinkEndpoint:
     endpoint = endpoint_for(link, inbox)
     await endpoint.open()
+    assert endpoint.reads_on_timer, "UDP links are read by the daemon's timer"
+    inbox.endpoints.append(endpoint)
     return endpoint
 
 
@@ -220,5 +233,37 @@ def test_ucast_without_bind_receives_on_the_interface_and_skips_its_own_address(
         finally:
             peer.close()
             endpoint.close()
+
+    run(body)
+
+
+def test_udp_links_read_in_batches_with_the_kernel_arrival_time() -> None:
+    """Datagrams wait in the socket until drained, and each carries its arrival on the wall
+    clock (SO_TIMESTAMPNS), which the daemon uses as the time the sender was last heard."""
+    port = free_port()
+    a_addr, b_addr = f"{NET}.10", f"{NET}.11"
+
+    async def body() -> None:
+        inbox_b = Inbox()
+        a = await opened(ucast(a_addr, port, [b_addr]), Inbox())
+        b = await opened(ucast(b_addr, port, [a_addr]), inbox_b)
+        try:
+            before = time.time()
+            a.send(b"first")
+            await asyncio.sleep(0.2)
+            a.send(b"second")
+            await asyncio.sleep(0.05)
+            after = time.time()
+            received = b.drain()  # both at once: nothing was read on arrival
+            assert [data for _, data in received] == [b"first", b"second"]
+            first, second = (stamp for stamp, _ in received)
+            assert first is not None and second is not None
+            assert before - 0.01 <= first < second <= after + 0.01
+            assert second - first >= 0.15  # each its own arrival, not the time of the drain
+            assert b.drain() == []
+            assert b.stats.rx == 2
+        finally:
+            a.close()
+            b.close()
 
     run(body)

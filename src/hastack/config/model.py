@@ -78,7 +78,8 @@ class Timing:
     `lease` is how long a vote for a DC binds the voter (measured on the voter's clock from the
     last renewal it received), `dc_lease` is how long the DC may act after sending a renewal
     (shorter than `lease` by the clock-drift bound), `quiet` is how long a restarted node refuses
-    to vote, `election_timeout` is how long a candidate waits for votes.
+    to vote, `election_timeout` is how long a candidate waits for votes, `read_interval` how
+    often a node reads what its UDP links received.
     """
 
     keepalive: float
@@ -92,6 +93,7 @@ class Timing:
     quiet: float
     election_timeout: float
     stall_threshold: float  # a loop iteration later than this is reported as a stall
+    read_interval: float  # received datagrams wait at most this long to be read
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,15 @@ dc_lease           lease x (1 - max_drift) / (1 + max_drift): how long the DC ma
                    the DC's clock runs slow and the voter's fast by max_drift.
 quiet              lease x (1 + max_drift): how long a restarted node refuses to vote, so a
                    vote it gave before it restarted has run out on every clock.
-election_timeout   keepalive: how long a candidate waits for votes.
+read_interval      min(keepalive, 100 ms, (dc_lease - keepalive) / 4): how often a node reads
+                   the datagrams its UDP links received. A node does not wake up for each one:
+                   on a busy cluster the wake-ups, not the messages, are most of its CPU. The
+                   kernel's arrival time of each datagram is what failure detection uses, so
+                   reading later delays only the answers: a DC's lease round is acknowledged
+                   within read_interval, and the DC reads that within another, well inside the
+                   renewal margin dc_lease - keepalive (hence the quarter).
+election_timeout   keepalive + read_interval: how long a candidate waits for votes (a voter
+                   reads the request up to read_interval after it arrived).
 stall_threshold    keepalive: a loop iteration this late is reported as a stall.
 =================  ==========================================================================
 """
@@ -43,6 +51,9 @@ WARNTIME_FRACTION = 0.5
 INITDEAD_PER_DEADTIME = 2.0
 DEFAULT_MAX_DRIFT = 0.01
 MAX_DRIFT_LIMIT = 0.5  # exclusive; beyond it a lease bound means nothing
+# The longest a received datagram waits to be read: bounds what batching adds to elections
+# and to answering a DC on slow keepalives.
+MAX_READ_INTERVAL = 0.1
 
 TIMING_DIRECTIVES = ("keepalive", "warntime", "deadtime", "initdead", "deadping")
 
@@ -78,6 +89,8 @@ def derive_timing(
     if deadping is None:
         deadping = deadtime
     lease = deadtime
+    dc_lease = lease * (1 - max_drift) / (1 + max_drift)
+    read_interval = max(0.0, min(keepalive, MAX_READ_INTERVAL, (dc_lease - keepalive) / 4))
     return Timing(
         keepalive=keepalive,
         warntime=warntime,
@@ -86,10 +99,11 @@ def derive_timing(
         deadping=deadping,
         max_drift=max_drift,
         lease=lease,
-        dc_lease=lease * (1 - max_drift) / (1 + max_drift),
+        dc_lease=dc_lease,
         quiet=lease * (1 + max_drift),
-        election_timeout=keepalive,
+        election_timeout=keepalive + read_interval,
         stall_threshold=keepalive,
+        read_interval=read_interval,
     )
 
 
@@ -209,9 +223,15 @@ def describe_timing(timing: Timing) -> list[tuple[str, float, str]]:
             f"a restarted node refuses to vote this long (lease x (1 + {drift}))",
         ),
         (
+            "read_interval",
+            t.read_interval,
+            "received heartbeats are read this often, in one wake-up "
+            "(min(keepalive, 100ms, (dc_lease - keepalive) / 4))",
+        ),
+        (
             "election_timeout",
             t.election_timeout,
-            "a candidate waits this long for votes (= keepalive)",
+            "a candidate waits this long for votes (keepalive + read_interval)",
         ),
         (
             "stall_threshold",

@@ -28,6 +28,7 @@ from hastack.membership.params import CoreParams
 from hastack.transport import IcmpPinger, LinkEndpoint, endpoint_for
 from hastack.transport.logevents import emit
 
+INF = float("inf")
 logger = logging.getLogger("hastack.daemon")
 core_logger = logging.getLogger("hastack.membership")
 
@@ -70,6 +71,7 @@ class NodeDaemon:
         self.generation = generation
         self.core = MembershipCore(CoreParams.from_config(config), name, generation, clock.now())
         self.links: list[LinkEndpoint] = []
+        self._polled: list[LinkEndpoint] = []
         self.pinger: IcmpPinger | None = None
         self.control = ControlServer(
             rundir.control_path,
@@ -87,6 +89,11 @@ class NodeDaemon:
         self._timer: asyncio.TimerHandle | None = None
         self._armed_for: float | None = None
         self._fatal: BaseException | None = None
+        # UDP links are drained on a timer, not on arrival (see Timing.read_interval); a
+        # millisecond floor keeps a degenerate timing from spinning the loop.
+        self._read_interval = max(0.001, self.core.timing.read_interval)
+        self._next_read = INF  # no link to read until the links are open
+        self._last_read = -INF
         self._no_pinger_logged = False
         self._fence_warned: set[str] = set()
 
@@ -142,6 +149,7 @@ class NodeDaemon:
     async def _open_links(self) -> None:
         for link in self.config.hacf.links:
             endpoint = endpoint_for(link, self._on_datagram)
+            endpoint.on_batch_end = self._arm
             try:
                 await endpoint.open()
             except OSError as exc:
@@ -158,6 +166,9 @@ class NodeDaemon:
             emit(logger, "info", "link-open", f"link {link.name} open", link=link.name)
         if not self.links:
             emit(logger, "error", "no-links", "no heartbeat link could be opened: node is alone")
+        self._polled = [endpoint for endpoint in self.links if endpoint.reads_on_timer]
+        if self._polled:
+            self._next_read = clock.now()
 
     async def _open_pinger(self) -> None:
         pinger = IcmpPinger(self._on_ping_reply)
@@ -173,8 +184,9 @@ class NodeDaemon:
         self._stop.set()
 
     def _arm(self) -> None:
-        """Arm the timer at the core's next deadline, unless it is armed there already."""
-        deadline = self.core.next_deadline()
+        """Arm the timer at the core's next deadline or the next read of the links, whichever
+        comes first, unless it is armed there already."""
+        deadline = min(self.core.next_deadline(), self._next_read)
         if deadline == self._armed_for or self._stop.is_set():
             return
         if self._timer is not None:
@@ -186,7 +198,8 @@ class NodeDaemon:
             self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
 
     def _on_timer(self) -> None:
-        """Call core.tick once its deadline has passed on the node's clock."""
+        """Read every link, then call core.tick if its deadline has passed on the node's
+        clock: whatever woke the node, the core sees all that arrived before it decides."""
         self._timer = None
         deadline, self._armed_for = self._armed_for, None
         now = clock.now()
@@ -194,15 +207,39 @@ class NodeDaemon:
             self._arm()  # the loop's clock ran ahead of ours: wait the rest
             return
         self._check_wall_clock()
-        try:
-            effects = self.core.tick(now)
-        except Exception as exc:  # the core failed on a timer: we cannot go on safely
-            logger.exception("membership core failed in tick()")
-            self._fatal = exc
-            self._stop.set()
-            return
-        self._execute(effects)
+        if self._polled:
+            self._read_links(now)
+        if now >= self.core.next_deadline():
+            try:
+                effects = self.core.tick(now)
+            except Exception as exc:  # the core failed on a timer: we cannot go on safely
+                logger.exception("membership core failed in tick()")
+                self._fatal = exc
+                self._stop.set()
+                return
+            self._execute(effects)
         self._arm()
+
+    def _read_links(self, now: float) -> None:
+        """Hand the core every datagram the UDP links received since the last read, in
+        order of arrival across the links, each with its arrival on the node's clock."""
+        self._next_read = now + self._read_interval
+        # The kernel stamps arrivals on the wall clock; this is the offset to ours. A wall
+        # clock step between an arrival and now would shift that arrival, so it is kept
+        # between the previous read and now: it only ever moves a liveness stamp by at most
+        # one read interval, never the time a vote is granted (that is `now`).
+        to_node_clock = now - clock.wall()
+        since = self._last_read
+        self._last_read = now
+        batch: list[tuple[float, str, bytes]] = []
+        for endpoint in self._polled:
+            for stamp, data in endpoint.drain():
+                arrived = now if stamp is None else min(max(stamp + to_node_clock, since), now)
+                batch.append((arrived, endpoint.name, data))
+        if len(self._polled) > 1:
+            batch.sort(key=lambda item: item[0])
+        for arrived, link, data in batch:
+            self._deliver(data, link, now, arrived)
 
     def _check_wall_clock(self) -> None:
         jump = self.wall_watch.check(clock.now(), clock.wall())
@@ -219,8 +256,14 @@ class NodeDaemon:
     # ---- events ----------------------------------------------------------------------------
 
     def _on_datagram(self, data: bytes, link: str) -> None:
+        """A datagram from a link that delivers as it reads (serial); the link calls _arm
+        once it has delivered what it read."""
+        now = clock.now()
+        self._deliver(data, link, now, now)
+
+    def _deliver(self, data: bytes, link: str, now: float, arrived: float) -> None:
         try:
-            effects = self.core.receive(data, link, clock.now())
+            effects = self.core.receive(data, link, now, arrived)
         except Exception:
             # The core's contract is to count bad input, never raise; if it does anyway, drop
             # this one datagram and say so rather than lose the node.
@@ -229,7 +272,6 @@ class NodeDaemon:
             return
         if effects:  # most heartbeats change state but ask for nothing
             self._execute(effects)
-        self._arm()
 
     def _on_ping_reply(self, target: str) -> None:
         self._execute(self.core.ping_reply(target, clock.now()))

@@ -133,6 +133,15 @@ class MembershipCore:
         # The earliest time a peer, a link or a ping node may have to be declared late or
         # dead: tick() checks them only from then on (see _detection_deadline).
         self.detect_at = self.started_at + self.timing.initdead
+        # How far ahead of a deadline (detect_at, members_check_at) a wake-up that happens
+        # anyway may re-check it. Such a check decides only what is due at its `now`, so
+        # doing it early is harmless; it pushes the deadline out (the peers were heard
+        # meanwhile), and saves the timer wake-up the stale deadline would cost — most
+        # deadlines are stale: they were computed from heartbeats that have been renewed since.
+        # Less than half of warntime - keepalive, so that the deadline a check computes (at
+        # least that far ahead) is never already inside the window.
+        t = self.timing
+        self.early_check = max(0.0, min(t.keepalive, (t.warntime - t.keepalive) / 2))
         self._seen: tuple[str, ...] | None = None  # online peers' names, sorted; None: stale
         # recently accepted datagrams -> (sender, generation, seq), see _remember
         self._recent: dict[bytes, tuple[str, int, int]] = {}
@@ -234,7 +243,7 @@ class MembershipCore:
                     {"stall_ms": round(late * 1000)},
                 )
             )
-        detecting = now >= self.detect_at
+        detecting = now >= self.detect_at - self.early_check
         if detecting:
             out += self._check_peers(now)
             out += self._check_ping_loss(now)
@@ -251,13 +260,31 @@ class MembershipCore:
         self.expected_tick = self.next_deadline()
         return out
 
-    def receive(self, data: bytes, link: str, now: float) -> list[Effect]:
+    def receive(
+        self, data: bytes, link: str, now: float, arrived: float | None = None
+    ) -> list[Effect]:
+        """A datagram from `link`, read at `now`. `arrived` (<= now, default now) is when it
+        reached the node: the shell reads its links in batches (Timing.read_interval), and
+        the arrival time is what says how long ago the sender was alive. Everything else uses
+        `now`: a vote is granted when it is given, so it binds at least as long as the DC's
+        lease, which counts from the round's send time, before any arrival."""
+        at = now if arrived is None else min(arrived, now)
+        out = self._receive(data, link, now, at)
+        if at >= self.detect_at - self.early_check and not self.left:
+            # A deadline is near: check it in this wake-up rather than in a timer's own. As of
+            # the arrival: datagrams that arrived later, read in the same batch, come next.
+            out += self._check_peers(at)
+            out += self._check_ping_loss(at)
+            self.detect_at = self._detection_deadline(at)
+        return out
+
+    def _receive(self, data: bytes, link: str, now: float, arrived: float) -> list[Effect]:
         if self.left:
             return []
         if self._copies_expected:
             copy_of = self._recent.get(data)
             if copy_of is not None:
-                return self._receive_copy(*copy_of, link, now)
+                return self._receive_copy(*copy_of, link, arrived)
         msg = decode(data, self.params.authkeys, self.params.cluster_name)
         if isinstance(msg, Dropped):
             self.counters[f"drop_{msg.reason}"] += 1
@@ -294,7 +321,7 @@ class MembershipCore:
             self.counters["drop_replay"] += 1
             return out
         self.counters["rx"] += 1
-        if self._heard(peer, link, now):
+        if self._heard(peer, link, arrived):
             out += self._came_up(peer, link)
         if not peer.window.accept(msg.seq):
             self.counters["duplicate"] += 1  # the same message over another link
@@ -323,7 +350,7 @@ class MembershipCore:
             del self._recent[next(iter(self._recent))]  # the oldest
 
     def _receive_copy(
-        self, name: str, generation: int, seq: int, link: str, now: float
+        self, name: str, generation: int, seq: int, link: str, arrived: float
     ) -> list[Effect]:
         """The same bytes as a datagram accepted before: the same checks as receive() makes
         after decoding, which are all that can differ for a copy."""
@@ -334,7 +361,7 @@ class MembershipCore:
             return []
         self.counters["rx"] += 1
         self.counters["duplicate"] += 1
-        return self._came_up(peer, link) if self._heard(peer, link, now) else []
+        return self._came_up(peer, link) if self._heard(peer, link, arrived) else []
 
     def ping_reply(self, target: str, now: float) -> list[Effect]:
         if target not in self.ping_targets:
@@ -838,7 +865,7 @@ class MembershipCore:
         leader = self.leader
         if leader is None:
             return []
-        if now >= leader.members_check_at:
+        if now >= leader.members_check_at - self.early_check:
             self._update_members(now)
         if now >= leader.lease_end + self.timing.lease:
             return self._step_down(now, "no quorum acknowledged the lease")

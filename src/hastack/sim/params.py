@@ -40,6 +40,7 @@ def _fallback_timing(keepalive: float, deadtime: float) -> Timing:
         quiet=lease,
         election_timeout=2 * keepalive,
         stall_threshold=keepalive,
+        read_interval=keepalive / 4,
     )
 
 

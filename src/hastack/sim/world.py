@@ -39,14 +39,16 @@ PING_DELAY = (0.0003, 0.002)
 
 # event kinds
 DELIVER, TICK, PING, FENCE_DONE, FENCE_OFF = 0, 1, 2, 3, 4
-NET_START, NET_END, CRASH, RESTART, PAUSE, RESUME, RATE, SAMPLE, START = range(5, 14)
+NET_START, NET_END, CRASH, RESTART, PAUSE, RESUME, RATE, SAMPLE, START, READ = range(5, 15)
 
 
 class Core(Protocol):
     """The part of MembershipCore the simulator drives (a factory may return a subclass)."""
 
     def start(self, now: float) -> list[Effect]: ...
-    def receive(self, data: bytes, link: str, now: float) -> list[Effect]: ...
+    def receive(
+        self, data: bytes, link: str, now: float, arrived: float | None = None
+    ) -> list[Effect]: ...
     def tick(self, now: float) -> list[Effect]: ...
     def next_deadline(self) -> float: ...
     def ping_reply(self, target: str, now: float) -> list[Effect]: ...
@@ -72,10 +74,13 @@ class SimNode:
         "down_token",
         "generation",
         "idx",
+        "inbox",
         "incarnation",
+        "last_wake",
         "name",
         "pause_token",
         "paused",
+        "read_token",
         "scheduled",
         "stuck",
         "tick_token",
@@ -91,7 +96,14 @@ class SimNode:
         self.generation = 0
         self.incarnation = 0  # which process: deliveries addressed to an older one are lost
         self.paused = False
-        self.buffer: list[tuple[int, Any]] = []  # what arrived while paused, in order
+        self.buffer: list[tuple[int, Any, float]] = []  # what arrived while paused, in order
+        # Datagrams in the socket, not read yet: (arrival on the local clock, link, data). The
+        # daemon reads its links on a timer that runs every read_interval from its last
+        # wake-up (whatever woke it); a READ event stands for the first of those reads that
+        # finds something, and a tick reads first too.
+        self.inbox: list[tuple[float, str, bytes]] = []
+        self.last_wake = -INF  # local time of the last wake-up that read the links
+        self.read_token = 0  # only the newest scheduled read is live
         self.buffered: dict[str, int] = {}  # per link, for the socket-buffer bound
         self.tick_token = 0  # only the newest scheduled tick is live
         self.scheduled = INF  # the local deadline the live tick is for
@@ -221,6 +233,7 @@ class World:
             RATE: self._rate,
             SAMPLE: self._sample,
             START: self._start,
+            READ: self._read,
         }
         events = 0
         try:
@@ -341,17 +354,52 @@ class World:
         incarnation, link, data = payload
         if not self._live(node, incarnation):
             return
+        local = node.clock.local(self.now)
         if node.paused:
             count = node.buffered.get(link, 0)
             if count >= self.config.socket_buffer:
                 self.stats["overflow"] += 1  # a full socket buffer drops new datagrams
                 return
             node.buffered[link] = count + 1
-            node.buffer.append((DELIVER, payload))
+            node.buffer.append((DELIVER, payload, local))
             return
-        self.stats["deliveries"] += 1
-        assert node.core is not None
-        self._call(node, "receive", node.core.receive, data, link)
+        node.inbox.append((local, link, data))
+        if len(node.inbox) == 1:
+            self._schedule_read(node, local)
+
+    def _schedule_read(self, node: SimNode, local: float) -> None:
+        """The next read at or after `local` on the node's read timer."""
+        interval = self.timing.read_interval
+        at = node.last_wake + interval
+        if at < local:
+            at += math.ceil((local - at) / interval) * interval
+        node.read_token += 1
+        self.push(max(self.now, node.clock.real_at(at)), READ, node.idx, node.read_token)
+
+    def _read(self, idx: int, token: int) -> None:
+        node = self.nodes[idx]
+        if node.core is None or node.paused or token != node.read_token:
+            return
+        self._read_inbox(node)
+        if node.core is not None:
+            self._after_step(node, node.clock.local(self.now))
+
+    def _read_inbox(self, node: SimNode) -> None:
+        """A wake-up: the core gets every unread datagram, at the local now, each with its
+        arrival."""
+        node.last_wake = node.clock.local(self.now)
+        node.read_token += 1
+        inbox, node.inbox = node.inbox, []
+        for arrived, link, data in inbox:
+            if node.core is None or node.paused:
+                return
+            self.stats["deliveries"] += 1
+            self._receive(node, data, link, arrived)
+
+    def _receive(self, node: SimNode, data: bytes, link: str, arrived: float | None) -> None:
+        core = node.core
+        assert core is not None
+        self._call(node, "receive", lambda now: core.receive(data, link, now, arrived))
 
     def _tick(self, idx: int, token: int) -> None:
         node = self.nodes[idx]
@@ -360,6 +408,9 @@ class World:
             return
         node.scheduled = INF
         local = node.clock.local(self.now)
+        self._read_inbox(node)
+        if node.core is not core or node.paused:
+            return
         self._call(node, "tick", core.tick)
         if node.core is core and core.next_deadline() <= local:
             node.stuck += 1
@@ -374,7 +425,7 @@ class World:
         if not self._live(node, incarnation):
             return
         if node.paused:
-            node.buffer.append((PING, payload))
+            node.buffer.append((PING, payload, 0.0))
             return
         assert node.core is not None
         self._call(node, "ping", node.core.ping_reply, target)
@@ -405,7 +456,7 @@ class World:
         if node.core is None or node.incarnation != incarnation:
             return  # the requester died meanwhile: nobody to tell
         if node.paused:
-            node.buffer.append((FENCE_DONE, payload))
+            node.buffer.append((FENCE_DONE, payload, 0.0))
             return
         self._call(node, "fence_done", node.core.fence_done, target, True)
 
@@ -430,6 +481,9 @@ class World:
         node.paused = False
         node.buffer = []
         node.buffered = {}
+        node.inbox = []
+        node.last_wake = -INF
+        node.read_token += 1
         node.stuck = 0
         node.scheduled = INF
         node.tick_token += 1
@@ -458,6 +512,8 @@ class World:
         node.paused = False
         node.buffer = []
         node.buffered = {}
+        node.inbox = []
+        node.read_token += 1
         node.tick_token += 1
         node.scheduled = INF
         node.down_token += 1
@@ -478,6 +534,7 @@ class World:
         node.paused = True
         node.pause_token += 1
         node.tick_token += 1  # timers do not fire while stopped
+        node.read_token += 1
         node.scheduled = INF
         self._changed()
         self._note(f"pause {node.name} for {pause.duration:.3f}s")
@@ -491,22 +548,24 @@ class World:
         self._changed()
         self._note(f"resume {node.name} ({len(node.buffer)} queued)")
         queued, node.buffer, node.buffered = node.buffer, [], {}
-        # An event loop that wakes up finds expired timers and readable sockets together;
-        # which it serves first differs between loops, so the seed picks.
+        # The datagrams wait in the sockets for the daemon's timer, which is overdue and reads
+        # them all before it ticks; ping replies and fence results are callbacks of their own.
+        # An event loop that wakes up finds expired timers and ready callbacks together; which
+        # it serves first differs between loops, so the seed picks.
+        node.inbox += [(arrived, p[1], p[2]) for kind, p, arrived in queued if kind == DELIVER]
         timers_first = self.rng.random() < 0.5
         if timers_first:
+            self._read_inbox(node)
             self._late_tick(node)
-        for kind, payload in queued:
+        for kind, payload, _ in queued:
             if node.core is None or node.paused:
                 break
-            if kind == DELIVER:
-                self.stats["deliveries"] += 1
-                self._call(node, "receive", node.core.receive, payload[2], payload[1])
-            elif kind == PING:
+            if kind == PING:
                 self._call(node, "ping", node.core.ping_reply, payload[1])
-            else:
+            elif kind == FENCE_DONE:
                 self._call(node, "fence_done", node.core.fence_done, payload[1], True)
         if not timers_first:
+            self._read_inbox(node)
             self._late_tick(node)
         if node.core is not None:
             self._after_step(node, node.clock.local(self.now))

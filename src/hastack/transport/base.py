@@ -13,6 +13,10 @@ from hastack.transport.throttle import ErrorThrottle
 
 # Called with (datagram, link name) for every datagram that arrived on a link.
 ReceiveCallback = Callable[[bytes, str], None]
+# Called once after the datagrams read in one wake-up were delivered.
+BatchCallback = Callable[[], None]
+# (arrival on the wall clock as the kernel stamped it, or None; the datagram)
+Received = tuple[float | None, bytes]
 
 logger = logging.getLogger("hastack.transport")
 
@@ -36,12 +40,21 @@ class LinkStats:
 
 
 class LinkEndpoint(ABC):
-    """One configured heartbeat medium (a `Link` of ha.cf), opened on the running loop."""
+    """One configured heartbeat medium (a `Link` of ha.cf), opened on the running loop.
+
+    An endpoint either delivers what arrives to `on_receive` as it arrives (serial lines), or,
+    when `reads_on_timer` is set, keeps it for the daemon to `drain` on its read timer (UDP).
+    """
+
+    reads_on_timer = False
 
     def __init__(self, link: Link, on_receive: ReceiveCallback) -> None:
         self.link = link
         self.name = link.name
         self.on_receive = on_receive
+        # Work that is needed once per wake-up rather than once per datagram (the daemon
+        # re-arms its timer here): a wake-up often reads several datagrams.
+        self.on_batch_end: BatchCallback | None = None
         self.stats = LinkStats()
         self.send_errors = ErrorThrottle(logger, "link-send-error")
         self.receive_errors = ErrorThrottle(logger, "link-receive-error")
@@ -62,6 +75,15 @@ class LinkEndpoint(ABC):
         self.stats.rx += 1
         self.stats.rx_bytes += len(data)
         self.on_receive(data, self.name)
+
+    def drain(self) -> list[Received]:
+        """Everything received since the last drain, oldest first (endpoints that read on
+        the timer; the others deliver as they read)."""
+        return []
+
+    def batch_end(self) -> None:
+        if self.on_batch_end is not None:
+            self.on_batch_end()
 
     def describe(self) -> dict[str, Any]:
         """Counters for `hastack` status/counters output."""

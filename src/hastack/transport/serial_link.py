@@ -88,6 +88,7 @@ class SerialEndpoint(LinkEndpoint):
         for payload in self.decoder.feed(data):
             self.deliver(payload)
         self.stats.rx_errors += self.decoder.bad_frames - bad_before
+        self.batch_end()
 
     def _pause_reading(self) -> None:
         """Stop polling a hung-up line for a while instead of spinning on its errors."""

@@ -1,8 +1,13 @@
 """UDP heartbeat media: ucast, mcast and bcast links on plain non-blocking sockets.
 
-The sockets are driven by the event loop's reader callbacks rather than asyncio datagram
-transports so that each destination's send error is seen (and counted) where it happens and
-nothing is queued: a heartbeat that cannot leave now is worthless later.
+The sockets are plain sockets rather than asyncio datagram transports, so that each
+destination's send error is seen (and counted) where it happens and nothing is queued: a
+heartbeat that cannot leave now is worthless later.
+
+Nothing wakes the node when a datagram arrives: the daemon drains every UDP link on its read
+timer (Timing.read_interval), because on a busy cluster the wake-ups, not the messages, are
+most of a node's CPU. The kernel stamps each datagram with its arrival time (SO_TIMESTAMPNS),
+so reading later does not make a peer look silent for longer than it was.
 """
 
 from __future__ import annotations
@@ -19,8 +24,14 @@ from hastack.transport.logevents import emit
 from hastack.transport.netif import broadcast_address, interface_index, ipv4_addresses
 
 MAX_DATAGRAM = 65535
-# A busy link must not starve the loop: read at most this many datagrams per wake-up.
-READ_BATCH = 64
+# A flooded link must not starve the loop: read at most this many datagrams per drain (32
+# nodes x 2 copies in a read interval is far less); the rest wait for the next one.
+READ_LIMIT = 1024
+# Linux's value; Python's socket module does not name it. The control message it enables
+# carries a struct timespec (time_t seconds, long nanoseconds) of CLOCK_REALTIME.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("@ql")
+_ANCILLARY_SIZE = socket.CMSG_SPACE(_TIMESPEC.size)
 
 Address = tuple[str, int]
 
@@ -32,12 +43,12 @@ class UdpEndpoint(LinkEndpoint):
         super().__init__(link, on_receive)
         self.sock: socket.socket | None = None
         self.destinations: list[Address] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
+
+    reads_on_timer = True
 
     def _attach(self, sock: socket.socket) -> None:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.sock = sock
-        self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(sock.fileno(), self._on_readable)
 
     @property
     def local_address(self) -> Address | None:
@@ -55,27 +66,34 @@ class UdpEndpoint(LinkEndpoint):
                 self.stats.tx += 1
                 self.stats.tx_bytes += len(data)
 
-    def _on_readable(self) -> None:
+    def drain(self) -> list[tuple[float | None, bytes]]:
         sock = self.sock
+        received: list[tuple[float | None, bytes]] = []
         if sock is None:
-            return
-        for _ in range(READ_BATCH):
+            return received
+        stats = self.stats
+        for _ in range(READ_LIMIT):
             try:
-                data = sock.recv(MAX_DATAGRAM)
+                data, ancillary, _flags, _address = sock.recvmsg(MAX_DATAGRAM, _ANCILLARY_SIZE)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as exc:  # e.g. ECONNREFUSED reported for an earlier send
                 self.receive_errors.record(self.name, exc)
-                return
-            self.deliver(data)
+                break
+            stamp = None
+            for level, kind, payload in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    seconds, nanoseconds = _TIMESPEC.unpack_from(payload)
+                    stamp = seconds + nanoseconds * 1e-9
+            stats.rx += 1
+            stats.rx_bytes += len(data)
+            received.append((stamp, data))
+        return received
 
     def close(self) -> None:
         sock, self.sock = self.sock, None
-        if sock is None:
-            return
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.remove_reader(sock.fileno())
-        sock.close()
+        if sock is not None:
+            sock.close()
 
 
 class UcastEndpoint(UdpEndpoint):
