@@ -6,6 +6,7 @@ python benchmarks/report.py            # prints the tables
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +85,17 @@ def cpu(d: dict[str, Any]) -> str:
     dc_cell = f"{d['hastack']['per_node'][dc]:.2f}%" if dc else "-"
     floor = d.get("floor", {}).get("percent_of_core")
     floor_cell = f"{floor['median']:.2f}% / {floor['max']:.2f}%" if floor else "not measured"
+
+    def wakes(side: dict[str, Any]) -> str:
+        per_node = side.get("wakeups_per_s")
+        return f"{statistics.median(per_node.values()):.0f}" if per_node else "-"
+
     return (
         f"| {d['nodes']} nodes, {links}, keepalive 100 ms, {d['window_s']:g} s window "
         f"| {hs['median']:.2f}% | {hs['max']:.2f}% | {dc_cell} | {hb['median']:.2f}% "
         f"| {hb['max']:.2f}% | {ratio:.1f}x | {floor_cell} "
-        f"| {'met' if hs['max'] < 1 else '**missed**'} |"
+        f"| {wakes(d['hastack'])} / {wakes(d['heartbeat'])} / {wakes(d.get('floor', {}))} "
+        f"| {'met' if round(hs['max'], 2) < 1 else '**missed**'} |"
     )
 
 
@@ -109,9 +116,11 @@ def main() -> None:
         print(
             "| setup | hastack median | hastack max | hastack DC | heartbeat median "
             "| heartbeat max | heartbeat / hastack (median) "
-            "| floor: send and receive only (median / max) | target (< 1% on every node) |"
+            "| floor: send and receive only (median / max) "
+            "| wake-ups/s, median node: hastack / heartbeat / floor "
+            "| target (< 1% on every node) |"
         )
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for c in cpus:
             if c:
                 print(cpu(c))

@@ -3,13 +3,15 @@ heartbeat node must do at the very least — send one datagram of a heartbeat's 
 link every keepalive, and read every datagram that arrives (and throw it away).
 
     python benchmarks/udp_floor_node.py --port P --media ucast|bcast|mcast --size 400 \\
-        [--pace-from ADDR[,ADDR...]] LINK_SPEC [LINK_SPEC ...]
+        [--pace-from ADDR[,ADDR...]] [--read-interval S] LINK_SPEC [LINK_SPEC ...]
 
 A LINK_SPEC is `IFACE=DEST[,DEST...]`: ucast sends to each DEST (the peers' addresses on that
 interface), bcast to DEST (the broadcast address), mcast to DEST (the group, joined on IFACE).
 With --pace-from, the node sends when a datagram from one of those addresses arrives (at most
 once per half keepalive) and on its own timer only 1.25 keepalives after its last send, which
 is how hastack's followers are paced by the DC's heartbeats; without it, on its own timer.
+With --read-interval, nothing wakes the process when a datagram arrives: it reads its sockets
+every S seconds (and whenever it wakes to send), as hastack's daemon reads its UDP links.
 
 cpu.py runs one per lab host beside hastack and heartbeat, so the three figures share a machine,
 a topology, the media and a datagram rate.
@@ -24,7 +26,7 @@ import socket
 import struct
 import time
 
-READ_BATCH = 64
+READ_BATCH = 1024
 
 
 def open_link(media: str, iface: str, port: int, dests: list[str]) -> socket.socket:
@@ -74,9 +76,20 @@ async def run(args: argparse.Namespace) -> None:
             if sender in pacers and time.monotonic() - last_send > args.keepalive / 2:
                 send()
 
+    fallback = args.keepalive * (1.25 if pacers else 1.0)
+    if args.read_interval > 0:
+        next_read = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now >= next_read:
+                next_read = now + args.read_interval
+                for sock, _ in links:
+                    drain(sock)
+            if time.monotonic() >= last_send + fallback:
+                send()
+            await asyncio.sleep(max(0.0, min(next_read, last_send + fallback) - time.monotonic()))
     for sock, _ in links:
         loop.add_reader(sock.fileno(), drain, sock)
-    fallback = args.keepalive * (1.25 if pacers else 1.0)
     while True:
         wait = last_send + fallback - time.monotonic()
         if wait <= 0:
@@ -94,6 +107,7 @@ def main() -> None:
     parser.add_argument(
         "--pace-from", type=lambda s: s.split(","), default=[], metavar="ADDR[,ADDR...]"
     )
+    parser.add_argument("--read-interval", type=float, default=0.0, metavar="S")
     parser.add_argument("links", nargs="+", metavar="LINK_SPEC")
     asyncio.run(run(parser.parse_args()))
 

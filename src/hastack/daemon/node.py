@@ -233,13 +233,25 @@ class NodeDaemon:
         self._last_read = now
         batch: list[tuple[float, str, bytes]] = []
         for endpoint in self._polled:
+            link = endpoint.name
             for stamp, data in endpoint.drain():
-                arrived = now if stamp is None else min(max(stamp + to_node_clock, since), now)
-                batch.append((arrived, endpoint.name, data))
+                if stamp is None:
+                    arrived = now
+                else:
+                    arrived = stamp + to_node_clock
+                    arrived = since if arrived < since else now if arrived > now else arrived
+                batch.append((arrived, link, data))
         if len(self._polled) > 1:
-            batch.sort(key=lambda item: item[0])
+            batch.sort(key=_arrival)
+        receive = self.core.receive
         for arrived, link, data in batch:
-            self._deliver(data, link, now, arrived)
+            try:
+                effects = receive(data, link, now, arrived)
+            except Exception:
+                self._core_failed_on(link)
+                continue
+            if effects:  # most heartbeats change state but ask for nothing
+                self._execute(effects)
 
     def _check_wall_clock(self) -> None:
         jump = self.wall_watch.check(clock.now(), clock.wall())
@@ -265,13 +277,16 @@ class NodeDaemon:
         try:
             effects = self.core.receive(data, link, now, arrived)
         except Exception:
-            # The core's contract is to count bad input, never raise; if it does anyway, drop
-            # this one datagram and say so rather than lose the node.
-            self.core_errors += 1
-            logger.exception("membership core failed on a datagram from link %s", link)
+            self._core_failed_on(link)
             return
         if effects:  # most heartbeats change state but ask for nothing
             self._execute(effects)
+
+    def _core_failed_on(self, link: str) -> None:
+        # The core's contract is to count bad input, never raise; if it does anyway, drop
+        # this one datagram and say so rather than lose the node.
+        self.core_errors += 1
+        logger.exception("membership core failed on a datagram from link %s", link)
 
     def _on_ping_reply(self, target: str) -> None:
         self._execute(self.core.ping_reply(target, clock.now()))
@@ -345,6 +360,10 @@ class NodeDaemon:
             f"restart required for changes to {', '.join(changed)}",
             changed=changed,
         )
+
+
+def _arrival(item: tuple[float, str, bytes]) -> float:
+    return item[0]
 
 
 def config_changes(old: ClusterConfig, new: ClusterConfig) -> list[str]:

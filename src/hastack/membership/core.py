@@ -66,6 +66,9 @@ class Leadership:
     # acks are for that round, and this count decides its quorum without _extend_lease's sort.
     newest_round: int = -1
     newest_votes: int = 0
+    # Peers whose newest heartbeat says they can never follow us in this term (see
+    # _cannot_follow): kept current as heartbeats arrive, so that each tick need not look.
+    unwilling: set[str] = field(default_factory=set)
 
 
 class MembershipCore:
@@ -314,6 +317,8 @@ class MembershipCore:
             peer.window = ReplayWindow()
             peer.link_windows = {}
             peer.last_hb = None
+            if self.leader is not None:
+                self.leader.unwilling.discard(peer.name)
         window = peer.link_windows.get(link)
         if window is None:
             window = peer.link_windows[link] = ReplayWindow()
@@ -479,6 +484,8 @@ class MembershipCore:
                     if self.leader is not None:
                         self.leader.members_check_at = -INF
                     peer.last_hb = None
+                    if self.leader is not None:
+                        self.leader.unwilling.discard(peer.name)
                     out.append(
                         Log(
                             "warning",
@@ -628,24 +635,31 @@ class MembershipCore:
             # Our own vote went to another candidate (our self-vote lapsed during a stall):
             # it can no longer count for our lease.
             out += self._step_down(now, "our own vote went to another candidate")
-        if self.leader is not None:
+        leader = self.leader
+        if leader is not None:
             lease = True
             # SAFETY: the round's send time is taken before the datagram leaves, so every
             # voter's extension starts later than the time the DC counts its lease from.
-            rounds = self.leader.rounds
+            rounds = leader.rounds
             rounds[self.seq + 1] = now
             # an acknowledgement of a round older than a lease can extend nothing
             while now - rounds[next(iter(rounds))] > 2 * self.timing.lease:
                 del rounds[next(iter(rounds))]
-            self.leader.acks[self.name] = self.seq + 1
-            self.leader.newest_round = self.seq + 1
-            self.leader.newest_votes = self.votes
+            leader.acks[self.name] = self.seq + 1
+            leader.newest_round = self.seq + 1
+            leader.newest_votes = self.votes
             self.grant_until = now + self.timing.lease
             self.grant_round = self.seq + 1
-            self._extend_lease(now)  # our own vote may complete a quorum (fenced peers, one node)
+            # Our own vote may complete a quorum for the new round (one node holding the
+            # majority, or fenced peers whose votes count for us). Otherwise nothing changed:
+            # _on_ack kept lease_end at the best every acknowledgement so far allows.
+            if self.fenced:
+                self._extend_lease(now)
+            elif self.votes > self.params.total_votes / 2:
+                leader.lease_end = max(leader.lease_end, now + self.timing.dc_lease)
             dc = self.name
-            members = self.leader.members
-            version = (self.leader.term, self.leader.members_counter)
+            members = leader.members
+            version = (leader.term, leader.members_counter)
         relayed_stale = now - self.known_dc_direct_at >= self.timing.deadtime
         if self.leader is None and dc is not None and relayed_stale:
             dc, members, version = None, (), (0, 0)  # relay only what we hear ourselves
@@ -673,6 +687,8 @@ class MembershipCore:
     def _on_heartbeat(self, peer: Peer, msg: Message, now: float) -> list[Effect]:
         out: list[Effect] = []
         peer.last_hb = msg
+        if self.leader is not None:
+            self._note_willingness(peer)
         peer.last_hb_at = now
         if (
             msg.dc is not None
@@ -745,6 +761,8 @@ class MembershipCore:
         peer.state = "left"
         self._seen = None
         peer.last_hb = None
+        if self.leader is not None:
+            self.leader.unwilling.discard(peer.name)
         peer.link_up = dict.fromkeys(peer.link_up, False)
         if self.voted_for == peer.name:
             self.grant_until = now  # a leaving DC gives up its lease before it says bye
@@ -810,6 +828,8 @@ class MembershipCore:
             acks=acks,
             lease_end=-INF,
         )
+        for peer in self.peers.values():
+            self._note_willingness(peer)
         self._extend_lease(now)
         self._update_members(now)
         out: list[Effect] = [
@@ -869,9 +889,18 @@ class MembershipCore:
             self._update_members(now)
         if now >= leader.lease_end + self.timing.lease:
             return self._step_down(now, "no quorum acknowledged the lease")
-        if any(self._cannot_follow(peer, leader.term) for peer in self._connected(now)):
+        unwilling = leader.unwilling
+        if unwilling and any(peer.name in unwilling for peer in self._connected(now)):
             return self._advance_term(now)
         return []
+
+    def _note_willingness(self, peer: Peer) -> None:
+        leader = self.leader
+        assert leader is not None
+        if self._cannot_follow(peer, leader.term):
+            leader.unwilling.add(peer.name)
+        else:
+            leader.unwilling.discard(peer.name)
 
     def _cannot_follow(self, peer: Peer, term: int) -> bool:
         """The peer's last vote was in our term or later, for someone else: rule V.2 keeps it
@@ -896,6 +925,9 @@ class MembershipCore:
         self.high_term = term
         self.voted_term = term  # our own vote follows us into the new term
         leader.term = term
+        leader.unwilling = set()
+        for peer in self.peers.values():
+            self._note_willingness(peer)
         leader.acks = {}
         leader.members_counter = 0
         leader.members_check_at = -INF

@@ -71,10 +71,11 @@ class UdpEndpoint(LinkEndpoint):
         received: list[tuple[float | None, bytes]] = []
         if sock is None:
             return received
-        stats = self.stats
+        recvmsg = sock.recvmsg
+        rx_bytes = 0
         for _ in range(READ_LIMIT):
             try:
-                data, ancillary, _flags, _address = sock.recvmsg(MAX_DATAGRAM, _ANCILLARY_SIZE)
+                data, ancillary, _flags, _address = recvmsg(MAX_DATAGRAM, _ANCILLARY_SIZE)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:  # e.g. ECONNREFUSED reported for an earlier send
@@ -85,9 +86,10 @@ class UdpEndpoint(LinkEndpoint):
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
                     seconds, nanoseconds = _TIMESPEC.unpack_from(payload)
                     stamp = seconds + nanoseconds * 1e-9
-            stats.rx += 1
-            stats.rx_bytes += len(data)
+            rx_bytes += len(data)
             received.append((stamp, data))
+        self.stats.rx += len(received)
+        self.stats.rx_bytes += rx_bytes
         return received
 
     def close(self) -> None:
