@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -203,6 +205,10 @@ def test_flatten_equal_scores_document_order_and_first_id() -> None:
     assert flatten((a, boot), first_id="cib-bootstrap-options") == {"opt": "boot"}
     bad = meta(("opt", "bad"), sid="bad", score="junk")
     assert flatten((bad, a)) == {"opt": "bad"}
+    # "#default" sets nothing: the name is left to the next set, or unset
+    default = meta(("opt", "#default"), sid="d")
+    assert flatten((default, a)) == {"opt": "a"}
+    assert flatten((default,)) == {}
 
 
 def test_expand_template() -> None:
@@ -228,6 +234,12 @@ def test_expand_template() -> None:
     assert e.agent == "ocf:heartbeat:IPaddr2" and e.template == "t"
     assert flatten(e.meta) == {"target-role": "Started"}
     assert [op.id for op in e.ops] == ["p-mon", "t-start"]
+    # As Pacemaker keys template ops (name and role, Started when unset): the primitive's
+    # monitor replaces the template's even at another interval; another role's is kept.
+    p20 = replace(p, ops=(Op(id="p-mon20", name="monitor", interval="20s"),))
+    assert [op.id for op in cib.expand_template(p20).ops] == ["p-mon20", "t-start"]
+    stopped = replace(p, ops=(Op(id="p-stop-mon", name="monitor", interval="5s", role="Stopped"),))
+    assert [op.id for op in cib.expand_template(stopped).ops] == ["p-stop-mon", "t-mon", "t-start"]
     plain = prim("x")
     assert cib.expand_template(plain) is plain
     orphan = Primitive(id="o", template="missing")

@@ -7,7 +7,15 @@ import sys
 from collections.abc import Sequence
 
 from hastack import __version__
-from hastack.cli import agent_cmd, cib_cmd, config_cmd, convert_cmd, node_cmd, status_cmd
+from hastack.cli import (
+    agent_cmd,
+    cib_cmd,
+    config_cmd,
+    convert_cmd,
+    node_cmd,
+    simulate_cmd,
+    status_cmd,
+)
 from hastack.cli.plugins import register_plugins
 
 
@@ -25,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     agent_cmd.register(subparsers)
     cib_cmd.register(subparsers)
     convert_cmd.register(subparsers)
+    simulate_cmd.register(subparsers)
     register_plugins(subparsers)
     return parser
 

@@ -256,9 +256,11 @@ def _set_score(s: NvSet) -> int:
 
 
 def flatten(sets: tuple[NvSet, ...], first_id: str | None = None) -> dict[str, str]:
-    """Merge rule-less sets as Pacemaker does: sets in descending score order (document order
-    among equal scores, the set ``first_id`` before all), the first value of a name wins.
-    Sets with rules are left out: evaluating them needs a node and a time (the scheduler's job).
+    """Merge rule-less sets as Pacemaker does: the set ``first_id`` first, then the others by
+    descending score (document order among equal scores); the first value of a name wins, and
+    ``#default`` sets nothing (it stands for "no value here").
+    Sets with rules are left out: evaluating them needs a node and a time (the scheduler's job;
+    hastack.crm.rules.evaluate_nvsets evaluates them).
     """
     result: dict[str, str] = {}
     ordered = sorted(
@@ -267,7 +269,8 @@ def flatten(sets: tuple[NvSet, ...], first_id: str | None = None) -> dict[str, s
     )
     for s in ordered:
         for name, value in s.as_dict().items():
-            result.setdefault(name, value)
+            if value.lower() != "#default":
+                result.setdefault(name, value)
     return result
 
 
@@ -652,7 +655,7 @@ class Cib(Element):
     def expand_template(self, primitive: Primitive) -> Primitive:
         """The primitive with its template applied: the template's class/provider/type, its
         attribute sets after the primitive's own (so the primitive's values win), and its ops
-        except those the primitive redefines (same name, interval and role). A primitive
+        except those the primitive redefines (same name and role). A primitive
         without a template, or whose template is missing, is returned unchanged."""
         if primitive.template is None:
             return primitive
@@ -660,12 +663,10 @@ class Cib(Element):
         if t is None:
             return primitive
 
-        def op_key(op: Op) -> tuple[str, int | str | None, str | None]:
-            try:
-                interval: int | str | None = op.interval_ms
-            except ValueError:
-                interval = op.interval
-            return (op.name, interval, op.role)
+        def op_key(op: Op) -> tuple[str, str]:
+            # Pacemaker's template_op_key: name and role (Started when unset), not the
+            # interval, so a primitive's monitor replaces the template's whatever its interval
+            return (op.name, op.role or "Started")
 
         own = {op_key(op) for op in primitive.ops}
         return replace(
