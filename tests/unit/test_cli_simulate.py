@@ -6,30 +6,19 @@ import json
 from pathlib import Path
 
 import pytest
+from lrm_history import lrm_op
 
 from hastack.cli.main import main
 from hastack.crm.cib.xml import read_cib
-from hastack.crm.digest import digest
 from hastack.crm.simulate import SimulationError, parse_op_failure
 from hastack.crm.state import Role, resource_states
 
 ONLINE = 'in_ccm="true" crmd="online" join="member" expected="member"'
 
 
-def _op(rsc: str, op: str, interval: int, call: int, rc: int) -> str:
-    expected = 7 if op == "monitor" and interval == 0 else 0
-    params = {"CRM_meta_timeout": "20000"} if interval else {}
-    return (
-        f'<lrm_rsc_op id="{rsc}_{op}_{interval}_{call}" operation_key="{rsc}_{op}_{interval}" '
-        f'operation="{op}" interval="{interval}" call-id="{call}" rc-code="{rc}" op-status="0" '
-        f'transition-key="1:1:{expected}:abc" last-rc-change="1000" '
-        f'op-digest="{digest(params)}"/>'
-    )
-
-
 def _write_cib(tmp_path: Path) -> Path:
     """Two nodes; web runs on node1 (sticky), nothing has been probed on node2 yet."""
-    running = _op("web", "start", 0, 2, 0) + _op("web", "monitor", 10000, 3, 0)
+    running = lrm_op("web", "start", 0, 2, 0) + lrm_op("web", "monitor", 10000, 3, 0)
     xml = f"""<cib admin_epoch="0" epoch="1" num_updates="1" validate-with="pacemaker-3.0"
  have-quorum="1" execution-date="1700000000">
 <configuration>

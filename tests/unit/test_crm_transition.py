@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from lrm_history import lrm_op
+
 from hastack.crm.cib.xml import read_cib
-from hastack.crm.digest import digest
 from hastack.crm.placement import place
 from hastack.crm.state import resource_states
 from hastack.crm.transition import Transition, plan
@@ -11,28 +12,15 @@ from hastack.crm.transition import Transition, plan
 ONLINE = 'in_ccm="true" crmd="online" join="member" expected="member"'
 
 
-def _op(rsc: str, op: str, interval: int, call: int, rc: int, expected: int | None = None) -> str:
-    if expected is None:
-        expected = 7 if op == "monitor" and interval == 0 else 0
-    # the digest of the (parameter-less) definition, as the controller records it: unchanged
-    params = {"CRM_meta_timeout": "20000"} if interval else {}
-    return (
-        f'<lrm_rsc_op id="{rsc}_{op}_{interval}_{call}" operation_key="{rsc}_{op}_{interval}" '
-        f'operation="{op}" interval="{interval}" call-id="{call}" rc-code="{rc}" op-status="0" '
-        f'transition-key="1:1:{expected}:abc" last-rc-change="1000" '
-        f'op-digest="{digest(params)}"/>'
-    )
-
-
 def _running(rsc: str, monitor: int | None = 10000) -> list[str]:
-    ops = [_op(rsc, "start", 0, 2, 0)]
+    ops = [lrm_op(rsc, "start", 0, 2, 0)]
     if monitor:
-        ops.append(_op(rsc, "monitor", monitor, 3, 0))
+        ops.append(lrm_op(rsc, "monitor", monitor, 3, 0))
     return ops
 
 
 def _stopped(rsc: str) -> list[str]:
-    return [_op(rsc, "monitor", 0, 1, 7)]
+    return [lrm_op(rsc, "monitor", 0, 1, 7)]
 
 
 def _plan(
@@ -105,7 +93,7 @@ def test_a_new_resource_is_probed_everywhere_then_started_and_monitored() -> Non
 
 
 def test_a_failed_resource_recovers_in_place_with_stop_then_start() -> None:
-    failed = [_op("rsc1", "start", 0, 2, 0), _op("rsc1", "monitor", 10000, 3, 1)]
+    failed = [lrm_op("rsc1", "start", 0, 2, 0), lrm_op("rsc1", "monitor", 10000, 3, 1)]
     history = {
         "node1": {"fence": _running("fence", None), "rsc1": failed},
         "node2": {"fence": _stopped("fence"), "rsc1": _stopped("rsc1")},
@@ -143,7 +131,7 @@ def test_a_partition_without_quorum_fences_nobody() -> None:
 
 def test_a_restart_of_a_group_member_restarts_the_members_after_it() -> None:
     group = f'<group id="g">{_dummy("a")}{_dummy("b")}</group>'
-    failed_a = [_op("a", "start", 0, 2, 0), _op("a", "monitor", 10000, 3, 1)]
+    failed_a = [lrm_op("a", "start", 0, 2, 0), lrm_op("a", "monitor", 10000, 3, 1)]
     history = {
         "node1": {"fence": _running("fence", None), "a": failed_a, "b": _running("b")},
         "node2": {"fence": _stopped("fence"), "a": _stopped("a"), "b": _stopped("b")},
