@@ -143,3 +143,31 @@ def test_op_failure_spec() -> None:
     )
     with pytest.raises(SimulationError, match="must be integers"):
         parse_op_failure("rsc_start_x@n=1")
+
+
+def test_explain_shows_score_parts_state_and_actions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cib = str(_write_cib(tmp_path))
+    assert main(["explain", "web", "-x", cib]) == 0
+    out = capsys.readouterr().out
+    assert "now: Started on node1 (decided by web_" in out
+    assert "node1: 100  = " in out and "resource-stickiness +100" in out
+    assert "after the transition: on node1" in out
+    assert "action web_monitor_0 node2: state of web on node2 unknown" in out
+    assert main(["explain", "web", "-x", cib, "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["after"] == ["node1"] and document["unmanaged"] is False
+    assert document["scores"]["node1"]["total"] == 100
+    assert ["resource-stickiness", 100] in document["scores"]["node1"]["parts"]
+    assert document["actions"] == [
+        {"action": "web_monitor_0 node2", "reason": "state of web on node2 unknown"}
+    ]
+
+
+def test_explain_an_unknown_resource_names_the_known_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["explain", "db", "-x", str(_write_cib(tmp_path))]) == 2
+    err = capsys.readouterr().err
+    assert "no resource 'db'" in err and "(its primitives and groups: web)" in err

@@ -12,6 +12,7 @@ from hastack.cli import (
     cib_cmd,
     config_cmd,
     convert_cmd,
+    explain_cmd,
     node_cmd,
     simulate_cmd,
     status_cmd,
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     cib_cmd.register(subparsers)
     convert_cmd.register(subparsers)
     simulate_cmd.register(subparsers)
+    explain_cmd.register(subparsers)
     register_plugins(subparsers)
     return parser
 

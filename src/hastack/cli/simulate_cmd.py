@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _now(args: argparse.Namespace, extra: dict[str, str]) -> float | None:
     from hastack.crm.rules import parse_iso8601
 
-    if args.date is not None:
+    if getattr(args, "date", None) is not None:
         try:
             return float(args.date)
         except ValueError:
@@ -85,12 +86,26 @@ def _now(args: argparse.Namespace, extra: dict[str, str]) -> float | None:
     return time.time()
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclass
+class Scheduled:
+    """A CIB read, its faults injected, and the scheduler's three stages run on it."""
+
+    cib: Any
+    now: float | None
+    before: Any
+    placement: Any
+    transition: Any
+    failures: dict[str, Any]
+
+
+def schedule(args: argparse.Namespace, command: str) -> Scheduled | int:
+    """Read ``args.xml_file``, apply ``--node-fail``/``--op-fail``/``--date`` where the
+    command has them, and schedule; or print why not and return the exit status."""
     from hastack.crm.cib.model import CibError
-    from hastack.crm.cib.xml import read_cib, write_cib
+    from hastack.crm.cib.xml import read_cib
     from hastack.crm.placement import PlacementUnsupported, place
     from hastack.crm.rules import RuleError
-    from hastack.crm.simulate import SimulationError, apply, fail_node, parse_op_failure
+    from hastack.crm.simulate import SimulationError, fail_node, parse_op_failure
     from hastack.crm.state import resource_states
     from hastack.crm.transition import plan
 
@@ -99,30 +114,47 @@ def run(args: argparse.Namespace) -> int:
         data = sys.stdin.buffer.read() if args.xml_file == "-" else Path(name).read_bytes()
         cib = read_cib(data, source=name)
     except OSError as exc:
-        print(f"hastack simulate: {name}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        print(f"hastack {command}: {name}: cannot read: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except CibError as exc:
         for problem in exc.problems:
-            print(f"hastack simulate: {problem}", file=sys.stderr)
+            print(f"hastack {command}: {problem}", file=sys.stderr)
         return 1
     try:
-        failures = {f.key: f for f in map(parse_op_failure, args.op_fail)}
-        for node in args.node_fail:
+        failures = {f.key: f for f in map(parse_op_failure, getattr(args, "op_fail", []))}
+        for node in getattr(args, "node_fail", []):
             cib = fail_node(cib, node)
         now = _now(args, dict(cib.extra))
     except (SimulationError, ValueError) as exc:
-        print(f"hastack simulate: {exc}", file=sys.stderr)
+        print(f"hastack {command}: {exc}", file=sys.stderr)
         return 2
     try:
         before = resource_states(cib, now=now)
         placement = place(cib, before, now=now)
         transition = plan(cib, before, placement, now)
     except PlacementUnsupported as exc:
-        print(f"hastack simulate: {name}: {exc}", file=sys.stderr)
+        print(f"hastack {command}: {name}: {exc}", file=sys.stderr)
         return EXIT_UNSUPPORTED
     except RuleError as exc:
-        print(f"hastack simulate: {name}: {exc}", file=sys.stderr)
+        print(f"hastack {command}: {name}: {exc}", file=sys.stderr)
         return 1
+    return Scheduled(cib, now, before, placement, transition, failures)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hastack.crm.cib.xml import write_cib
+    from hastack.crm.simulate import apply
+    from hastack.crm.state import resource_states
+
+    scheduled = schedule(args, "simulate")
+    if isinstance(scheduled, int):
+        return scheduled
+    cib, now, before = scheduled.cib, scheduled.now, scheduled.before
+    placement, transition, failures = (
+        scheduled.placement,
+        scheduled.transition,
+        scheduled.failures,
+    )
     after_cib = apply(cib, transition, failures, now)
     after = resource_states(after_cib, now=now)
     if args.save_output:
