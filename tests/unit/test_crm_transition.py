@@ -35,7 +35,11 @@ def _plan(
 ) -> Transition:
     def lrm(node: str) -> str:
         body = "".join(
-            f'<lrm_resource id="{rid}" class="ocf" provider="pacemaker" type="Dummy">'
+            (
+                f'<lrm_resource id="{rid}" class="stonith" type="fence_dummy">'
+                if rid == "fence"
+                else f'<lrm_resource id="{rid}" class="ocf" provider="pacemaker" type="Dummy">'
+            )
             + "".join(ops)
             + "</lrm_resource>"
             for rid, ops in history.get(node, {}).items()
@@ -221,3 +225,19 @@ def test_a_changed_parameter_restarts_the_resource_where_it_runs() -> None:
     # unchanged, nothing happens to it
     names = _plan(_dummy("rsc1"), history, stickiness=100).names()
     assert not any(n.startswith("rsc1_") and not n.startswith("rsc1_monitor_0") for n in names)
+
+
+def test_a_changed_agent_deletes_the_old_history_and_restarts_where_it_runs() -> None:
+    rsc = (
+        '<primitive id="rsc1" class="ocf" provider="heartbeat" type="Dummy"><operations>'
+        '<op id="m1" name="monitor" interval="10s"/></operations></primitive>'
+    )
+    # the history on both nodes is of ocf:pacemaker:Dummy (see _plan)
+    history = {
+        "node1": {"fence": _running("fence", None), "rsc1": _running("rsc1")},
+        "node2": {"fence": _stopped("fence"), "rsc1": _stopped("rsc1")},
+    }
+    by_name = {a.name: a for a in _plan(rsc, history, stickiness=100).actions}
+    assert {"rsc1_delete_0 node1", "rsc1_delete_0 node2"} <= set(by_name)
+    assert {"rsc1_stop_0 node1", "rsc1_start_0 node1"} <= set(by_name)
+    assert "agent changed from ocf:pacemaker:Dummy" in by_name["rsc1_delete_0 node2"].reason

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from hastack.crm.cib.model import Cib, Group, NvSet, Primitive, RscLocation, flatten, parse_bool
 from hastack.crm.constraints import orderings
-from hastack.crm.digest import changed_operations
+from hastack.crm.digest import changed_operations, node_checks_history
 from hastack.crm.placement import Placement
 from hastack.crm.state import ClusterState, ResourceState
 
@@ -166,6 +166,7 @@ def plan(
         actions += _moves(primitive, meta, entries, placement, fenced, state, recurring)
         actions += _stopped_monitors(primitive, placement, probe_nodes, fenced, recurring)
 
+    actions += _agent_changes(cib, state, placement, fenced, actions)
     actions += _definition_changes(cib, state, placement, now, actions)
     actions += _restarts(cib, state, placement, fenced, actions)
 
@@ -188,6 +189,41 @@ def plan(
     for action in actions:
         unique.setdefault(action.name, action)  # the first reason found is the direct one
     return Transition(tuple(sorted(unique.values(), key=lambda a: a.name)))
+
+
+def _agent_changes(
+    cib: Cib,
+    state: ClusterState,
+    placement: Placement,
+    fenced: set[str],
+    actions: list[Action],
+) -> list[Action]:
+    """A resource whose agent (class, provider, type) changed since a node ran it: that
+    node's history is of another agent, so it is deleted; where the resource runs and stays,
+    it is stopped with the old agent and started with the new one."""
+    by_id = {p.id: cib.expand_template(p) for p in cib.all_primitives()}
+    busy = {(a.rsc, a.node) for a in actions if a.task in ("stop", "start")}
+    out: list[Action] = []
+    for node_state in cib.status:
+        node = node_state.uname
+        status = state.nodes.get(node or "")
+        # checked where Pacemaker checks definitions: nodes that can run resources
+        if node is None or status is None or not node_checks_history(status) or node in fenced:
+            continue
+        for lrm in node_state.lrm_resources:
+            primitive = by_id.get(lrm.id)
+            if primitive is None:
+                continue
+            configured = (primitive.cls, primitive.provider, primitive.type)
+            if (lrm.cls, lrm.provider, lrm.type) == configured:
+                continue
+            old = ":".join(x for x in (lrm.cls, lrm.provider, lrm.type) if x)
+            why = f"{lrm.id}'s agent changed from {old} to {primitive.agent}"
+            out.append(Action(node, "delete", lrm.id, 0, why))
+            active = any(e.node == node and e.role.active for e in state.of(lrm.id))
+            if active and node in placement.final.get(lrm.id, ()) and (lrm.id, node) not in busy:
+                out += [Action(node, "stop", lrm.id, 0, why), Action(node, "start", lrm.id, 0, why)]
+    return out
 
 
 def _definition_changes(
