@@ -37,7 +37,8 @@ def revised_differences(name: str) -> dict[str, tuple[list[str], list[str]]] | N
         placement = place(cib, before, now=now)
     except PlacementUnsupported:
         return None
-    after = resource_states(apply(cib, plan(cib, before, placement, now), None, now), now=now)
+    transition = plan(cib, before, placement, now, sanitized=True)
+    after = resource_states(apply(cib, transition, None, now), now=now)
     ours: dict[str, set[str]] = {}
     for entry in after.resources:
         if entry.role.active and not entry.orphan:

@@ -50,7 +50,7 @@ def compare(name: str) -> tuple[set[str], set[str]] | None:
         placement = place(cib, state, now=now)
     except PlacementUnsupported:
         return None
-    mine = plan(cib, state, placement, now).names()
+    mine = plan(cib, state, placement, now, sanitized=True).names()
     theirs = expected_actions(name)
     return theirs - mine, mine - theirs
 

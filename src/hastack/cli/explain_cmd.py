@@ -104,7 +104,7 @@ def _explain(s: Scheduled, rsc: str) -> dict[str, Any]:
 
 
 def _print(item: dict[str, Any]) -> None:
-    from hastack.cli.simulate_cmd import _score
+    from hastack.cli.simulate_cmd import parts_text, score_text
 
     print(f"{item['resource']}:")
     if item["now"]:
@@ -118,8 +118,8 @@ def _print(item: dict[str, Any]) -> None:
     print("  scores:")
     ranked = sorted(item["scores"].items(), key=lambda kv: (-(kv[1]["total"] or 0), kv[0]))
     for node, score in ranked:
-        total = "-" if score["total"] is None else _score(score["total"])
-        parts = ", ".join(f"{what} {value:+d}" for what, value in score["parts"]) or "nothing"
+        total = "-" if score["total"] is None else score_text(score["total"])
+        parts = parts_text(score["parts"]) or "nothing"
         print(f"    {node}: {total}  = {parts}")
     after = ", ".join(item["after"]) or "nowhere"
     print(f"  after the transition: on {after} — {item['why']}")

@@ -131,7 +131,8 @@ def schedule(args: argparse.Namespace, command: str) -> Scheduled | int:
     try:
         before = resource_states(cib, now=now)
         placement = place(cib, before, now=now)
-        transition = plan(cib, before, placement, now)
+        # as crm_simulate: a change only in private parameters is not a change
+        transition = plan(cib, before, placement, now, sanitized=True)
     except PlacementUnsupported as exc:
         print(f"hastack {command}: {name}: {exc}", file=sys.stderr)
         return EXIT_UNSUPPORTED
@@ -175,9 +176,9 @@ def run(args: argparse.Namespace) -> int:
         print("\nAllocation scores:")
         for rsc in placement.order:
             for node, total in sorted(placement.totals.get(rsc, {}).items()):
-                parts = placement.scores.get(rsc, {}).get(node, ())
-                detail = ", ".join(f"{what} {score:+d}" for what, score in parts)
-                print(f"  {rsc} on {node}: {_score(total)}" + (f"  ({detail})" if detail else ""))
+                detail = parts_text(placement.scores.get(rsc, {}).get(node, ()))
+                suffix = f"  ({detail})" if detail else ""
+                print(f"  {rsc} on {node}: {score_text(total)}{suffix}")
     print("\nTransition:")
     if not transition.actions:
         print("  nothing to do")
@@ -188,7 +189,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _score(value: int) -> str:
+def parts_text(parts: Any) -> str:
+    """A score's parts as ``location l1 +100, resource-stickiness +50``."""
+    return ", ".join(f"{what} {score:+d}" for what, score in parts)
+
+
+def score_text(value: int) -> str:
     from hastack.crm.cib.model import INFINITY
 
     if value >= INFINITY:

@@ -111,7 +111,8 @@ class Placement:
     ``groups``: group id -> its first member's node. ``scores``: resource -> node -> the parts
     of its score; ``totals``: resource -> node -> the score at assignment. ``reasons``: why a
     resource is stopped or stays where it is. ``order``: the resources in assignment order.
-    ``unmanaged``: the primitives nothing may be done to.
+    ``unmanaged``: the primitives nothing may be done to. ``meta``: each primitive's evaluated
+    meta-attributes.
     """
 
     assigned: Mapping[str, str | None]
@@ -124,6 +125,9 @@ class Placement:
     # primitives the cluster may not act on: is-managed=false, maintenance, or a failure that
     # blocks them (on-fail=block, a failed stop without fencing); they keep their state
     unmanaged: frozenset[str] = frozenset()
+    # each primitive's meta-attributes as evaluated for placement (its own, its template's,
+    # its group's, rsc_defaults; rules applied), for the stages after it
+    meta: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def node_of(self, rsc: str) -> str | None:
         """The node a primitive (or a group's first member) runs on after the transition."""
@@ -1612,6 +1616,7 @@ def place(cib: Cib, state: ClusterState, now: float | None = None) -> Placement:
     reasons = dict(s.reasons)
     groups: dict[str, str | None] = {}
     unmanaged: set[str] = set()
+    meta: dict[str, Mapping[str, str]] = {}
     for res in s.resources:
         if res.is_group:
             nodes = final.get(res.children[0].id, ()) if res.children else ()
@@ -1624,6 +1629,7 @@ def place(cib: Cib, state: ClusterState, now: float | None = None) -> Placement:
                 reasons[p.id] = p.reason
             if not p.managed:
                 unmanaged.add(p.id)
+            meta[p.id] = p.meta
     return Placement(
         assigned=assigned,
         final=final,
@@ -1633,4 +1639,5 @@ def place(cib: Cib, state: ClusterState, now: float | None = None) -> Placement:
         reasons=reasons,
         order=tuple(r.id for r in order),
         unmanaged=frozenset(unmanaged),
+        meta=meta,
     )

@@ -25,10 +25,11 @@ placement stage refuses those CIBs already).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from hastack.crm.cib.model import Cib, Group, NvSet, Primitive, RscLocation, flatten, parse_bool
-from hastack.crm.constraints import orderings
+from hastack.crm.cib.model import Cib, Group, Primitive, flatten, parse_bool
+from hastack.crm.constraints import locations, orderings
 from hastack.crm.digest import changed_operations, node_checks_history
 from hastack.crm.placement import Placement
 from hastack.crm.state import ClusterState, ResourceState
@@ -74,36 +75,33 @@ class Transition:
         return {a.name for a in self.actions}
 
 
-def _meta(cib: Cib, primitive: Primitive, group: Group | None) -> dict[str, str]:
-    """Meta-attributes as Pacemaker merges them: the primitive's, its group's, rsc_defaults."""
-    sets: tuple[NvSet, ...] = primitive.meta
-    if group is not None:
-        sets += group.meta
-    merged = flatten(cib.rsc_defaults)
-    for key, value in flatten(sets).items():
-        merged[key] = value
-    return merged
-
-
 def _discovery(cib: Cib) -> tuple[set[tuple[str, str]], dict[str, set[str]]]:
-    """(rsc, node) pairs never to probe, and per resource the nodes exclusive discovery allows."""
+    """(rsc, node) pairs never to probe, and per resource the nodes exclusive discovery allows
+    (location constraints naming a node; patterns, sets and tags expanded)."""
     never: set[tuple[str, str]] = set()
     exclusive: dict[str, set[str]] = {}
-    for c in cib.constraints:
-        if not isinstance(c, RscLocation) or c.rsc is None or c.node is None:
+    for loc in locations(cib):
+        if loc.node is None:
             continue
-        if c.resource_discovery == "never":
-            never.add((c.rsc, c.node))
-        elif c.resource_discovery == "exclusive":
-            exclusive.setdefault(c.rsc, set()).add(c.node)
+        if loc.discovery == "never":
+            never.add((loc.rsc, loc.node))
+        elif loc.discovery == "exclusive":
+            exclusive.setdefault(loc.rsc, set()).add(loc.node)
     return never, exclusive
 
 
 def plan(
-    cib: Cib, state: ClusterState, placement: Placement, now: float | None = None
+    cib: Cib,
+    state: ClusterState,
+    placement: Placement,
+    now: float | None = None,
+    *,
+    sanitized: bool = False,
 ) -> Transition:
     """The actions that take the cluster from ``state`` to ``placement`` (``now`` as given to
-    them: rules in instance attributes are evaluated at that time for the digests)."""
+    them: rules in instance attributes are evaluated at that time for the digests).
+    ``sanitized``: compare digests as crm_simulate does on a CIB whose private parameters
+    were replaced (a change only there is not a change); a live cluster leaves it off."""
     options = cib.cluster_options()
     actions: list[Action] = []
     fenced: set[str] = set()
@@ -139,17 +137,10 @@ def plan(
         if node.online and not node.unclean and not node.pending and not node.maintenance
     )
     never, exclusive = _discovery(cib)
-    groups = {c.id: g for g in cib.resources if isinstance(g, Group) for c in g.children}
+    # with their templates applied, once for every stage below
+    primitives = {p.id: cib.expand_template(p) for p in cib.all_primitives()}
 
-    for primitive in cib.all_primitives():
-        rsc = primitive.id
-        primitive = cib.expand_template(primitive)
-        meta = _meta(cib, primitive, groups.get(rsc))
-        managed = (
-            parse_bool(meta.get("is-managed"), True)
-            and not state.maintenance_mode
-            and rsc not in placement.unmanaged
-        )
+    for rsc, primitive in primitives.items():
         entries = state.of(rsc)
         for node in probe_nodes:
             here = [e for e in entries if e.node == node]
@@ -161,14 +152,15 @@ def plan(
             if (rsc, node) in never or (rsc in exclusive and node not in exclusive[rsc]):
                 continue
             actions.append(Action(node, "monitor", rsc, 0, f"state of {rsc} on {node} unknown"))
-        if not managed:
+        if rsc in placement.unmanaged:
             continue
+        meta = placement.meta.get(rsc, {})
         actions += _moves(primitive, meta, entries, placement, fenced, state, recurring)
         actions += _stopped_monitors(primitive, placement, probe_nodes, fenced, recurring)
 
-    actions += _agent_changes(cib, state, placement, fenced, actions)
-    actions += _definition_changes(cib, state, placement, now, actions)
-    actions += _restarts(cib, state, placement, fenced, actions)
+    actions += _agent_changes(cib, primitives, state, placement, fenced, actions)
+    actions += _definition_changes(cib, primitives, state, placement, now, sanitized, actions)
+    actions += _restarts(cib, primitives, state, placement, fenced, actions)
 
     still_running = {n for nodes in placement.final.values() for n in nodes}
     for name, node in sorted(state.nodes.items()):
@@ -176,10 +168,10 @@ def plan(
         if node.shutdown and node.online and name not in fenced and name not in still_running:
             actions.append(Action(name, "do_shutdown", reason=f"node {name} is shutting down"))
 
-    if parse_bool(options.get("stop-orphan-resources"), True):
-        actions += _orphans(cib, state, fenced)
-    # a failure past its failure-timeout is forgotten: its fail count is cleared where it is
     failcounts = _failcount_nodes(cib)
+    if parse_bool(options.get("stop-orphan-resources"), True):
+        actions += _orphans(cib, primitives, state, fenced, failcounts)
+    # a failure past its failure-timeout is forgotten: its fail count is cleared where it is
     for entry in state.resources:
         expired = any("failure expired" in note for note in entry.notes)
         if expired and entry.node in failcounts.get(entry.primitive, ()):
@@ -193,6 +185,7 @@ def plan(
 
 def _agent_changes(
     cib: Cib,
+    primitives: Mapping[str, Primitive],
     state: ClusterState,
     placement: Placement,
     fenced: set[str],
@@ -201,7 +194,6 @@ def _agent_changes(
     """A resource whose agent (class, provider, type) changed since a node ran it: that
     node's history is of another agent, so it is deleted; where the resource runs and stays,
     it is stopped with the old agent and started with the new one."""
-    by_id = {p.id: cib.expand_template(p) for p in cib.all_primitives()}
     busy = {(a.rsc, a.node) for a in actions if a.task in ("stop", "start")}
     out: list[Action] = []
     for node_state in cib.status:
@@ -211,7 +203,7 @@ def _agent_changes(
         if node is None or status is None or not node_checks_history(status) or node in fenced:
             continue
         for lrm in node_state.lrm_resources:
-            primitive = by_id.get(lrm.id)
+            primitive = primitives.get(lrm.id)
             if primitive is None:
                 continue
             configured = (primitive.cls, primitive.provider, primitive.type)
@@ -228,9 +220,11 @@ def _agent_changes(
 
 def _definition_changes(
     cib: Cib,
+    primitives: Mapping[str, Primitive],
     state: ClusterState,
     placement: Placement,
     now: float | None,
+    sanitized: bool,
     actions: list[Action],
 ) -> list[Action]:
     """What a changed definition needs where a resource keeps running (hastack.crm.digest
@@ -238,10 +232,8 @@ def _definition_changes(
     reload (``reload-agent``), a recurring operation started again with its new parameters,
     or one cancelled (no longer configured, or in maintenance)."""
     busy = {(a.rsc, a.node) for a in actions if a.task in ("stop", "start", "migrate_to")}
-    by_id = {p.id: cib.expand_template(p) for p in cib.all_primitives()}
     out: list[Action] = []
-    # crm_simulate compares digests "sanitized": private parameters are not in its input
-    for change in changed_operations(cib, state, now, sanitized=True):
+    for change in changed_operations(cib, state, now, sanitized=sanitized):
         rsc, node = change.rsc.partition(":")[0], change.node
         if (rsc, node) in busy:
             continue
@@ -256,20 +248,25 @@ def _definition_changes(
         elif change.action == "restart" and node in placement.final.get(rsc, ()):
             busy.add((rsc, node))
             out += [Action(node, "stop", rsc, 0, why), Action(node, "start", rsc, 0, why)]
-            primitive = by_id.get(rsc)
+            primitive = primitives.get(rsc)
             if primitive is not None:
                 out += [Action(node, "monitor", rsc, i, why) for i in _monitor_intervals(primitive)]
     return out
 
 
 def _restarts(
-    cib: Cib, state: ClusterState, placement: Placement, fenced: set[str], actions: list[Action]
+    cib: Cib,
+    primitives: Mapping[str, Primitive],
+    state: ClusterState,
+    placement: Placement,
+    fenced: set[str],
+    actions: list[Action],
 ) -> list[Action]:
     """Stops and starts that mandatory orderings add: when a resource stops (to move, to
     recover, or for good) or starts, whatever must start after it (a mandatory, symmetrical
     ordering; a later member of an ordered group) and runs now stops first, and starts again
     after it where it stays ("Restart ... due to required X start" in crm_simulate)."""
-    members: dict[str, list[str]] = {p.id: [p.id] for p in cib.all_primitives()}
+    members: dict[str, list[str]] = {rsc: [rsc] for rsc in primitives}
     edges: list[tuple[str, list[str], list[str]]] = []
     for g in cib.resources:
         if isinstance(g, Group):
@@ -280,7 +277,6 @@ def _restarts(
     for o in orderings(cib):
         if o.mandatory and o.symmetrical and o.first_action == "start" == o.then_action:
             edges.append((f"order {o.id}", members.get(o.first, []), members.get(o.then, [])))
-    by_id = {p.id: cib.expand_template(p) for p in cib.all_primitives()}
     added: list[Action] = []
     # a migration keeps the resource available throughout: nothing after it restarts
     migrating = {a.rsc for a in actions if a.task == "migrate_to"}
@@ -293,7 +289,7 @@ def _restarts(
             if cause is None:
                 continue
             for then in thens:
-                if then in stopping or then not in by_id:
+                if then in stopping or then not in primitives:
                     continue
                 current = sorted({e.node for e in state.of(then) if e.role.active} - fenced)
                 if not current:
@@ -307,14 +303,14 @@ def _restarts(
                     added.append(Action(node, "start", then, 0, again))
                     added += [
                         Action(node, "monitor", then, interval, again)
-                        for interval in _monitor_intervals(by_id[then])
+                        for interval in _monitor_intervals(primitives[then])
                     ]
     return added
 
 
 def _moves(
     primitive: Primitive,
-    meta: dict[str, str],
+    meta: Mapping[str, str],
     entries: tuple[ResourceState, ...],
     placement: Placement,
     fenced: set[str],
@@ -348,7 +344,7 @@ def _moves(
         out.append(Action(source, "migrate_to", rsc, 0, f"{rsc} migrates to {target}"))
         out.append(Action(target, "migrate_from", rsc, 0, f"{rsc} migrates from {source}"))
         out.append(Action(source, "stop", rsc, 0, f"{rsc} migrated away to {target}"))
-        starts = []
+        started = {target}  # migrate_from started it there
     else:
         for node in stops:
             why = f"{rsc} failed on {node}" if node in failed else f"{rsc} moves away"
@@ -356,7 +352,7 @@ def _moves(
         for node in starts:
             why = f"{rsc} recovers on {node}" if node in failed else f"{rsc} placed on {node}"
             out.append(Action(node, "start", rsc, 0, why))
-    started = set(final) if out and any(a.task == "migrate_from" for a in out) else set(starts)
+        started = set(starts)
     configured = _monitor_intervals(primitive)
     for node in final:
         for interval in configured:
@@ -413,13 +409,17 @@ def _monitor_intervals(primitive: Primitive, role: str = "Started") -> list[int]
     return out
 
 
-def _orphans(cib: Cib, state: ClusterState, fenced: set[str]) -> list[Action]:
+def _orphans(
+    cib: Cib,
+    primitives: Mapping[str, Primitive],
+    state: ClusterState,
+    fenced: set[str],
+    failcounts: Mapping[str, list[str]],
+) -> list[Action]:
     """A resource in the status section but no longer configured is stopped where it is
     active, and its history deleted on every node that can run actions (with the fail counts
     it left behind)."""
-    configured = {p.id for p in cib.all_primitives()}
     active = {(e.id, e.node) for e in state.resources if e.orphan and e.role.active}
-    failcounts = _failcount_nodes(cib)
     out: list[Action] = []
     for node_state in cib.status:
         node = node_state.uname
@@ -427,7 +427,7 @@ def _orphans(cib: Cib, state: ClusterState, fenced: set[str]) -> list[Action]:
         if node is None or status is None or not status.online or node in fenced:
             continue
         for lrm in node_state.lrm_resources:
-            if lrm.id.partition(":")[0] in configured:
+            if lrm.id.partition(":")[0] in primitives:
                 continue
             why = f"{lrm.id} is no longer configured"
             if (lrm.id, node) in active:

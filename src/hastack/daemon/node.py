@@ -243,15 +243,8 @@ class NodeDaemon:
                 batch.append((arrived, link, data))
         if len(self._polled) > 1:
             batch.sort(key=_arrival)
-        receive = self.core.receive
         for arrived, link, data in batch:
-            try:
-                effects = receive(data, link, now, arrived)
-            except Exception:
-                self._core_failed_on(link)
-                continue
-            if effects:  # most heartbeats change state but ask for nothing
-                self._execute(effects)
+            self._deliver(data, link, now, arrived)
 
     def _check_wall_clock(self) -> None:
         jump = self.wall_watch.check(clock.now(), clock.wall())
@@ -277,16 +270,13 @@ class NodeDaemon:
         try:
             effects = self.core.receive(data, link, now, arrived)
         except Exception:
-            self._core_failed_on(link)
+            # The core's contract is to count bad input, never raise; if it does anyway, drop
+            # this one datagram and say so rather than lose the node.
+            self.core_errors += 1
+            logger.exception("membership core failed on a datagram from link %s", link)
             return
         if effects:  # most heartbeats change state but ask for nothing
             self._execute(effects)
-
-    def _core_failed_on(self, link: str) -> None:
-        # The core's contract is to count bad input, never raise; if it does anyway, drop
-        # this one datagram and say so rather than lose the node.
-        self.core_errors += 1
-        logger.exception("membership core failed on a datagram from link %s", link)
 
     def _on_ping_reply(self, target: str) -> None:
         self._execute(self.core.ping_reply(target, clock.now()))
