@@ -35,9 +35,9 @@ def revised_differences(name: str) -> dict[str, tuple[list[str], list[str]]] | N
     before = resource_states(cib, now=now)
     try:
         placement = place(cib, before, now=now)
+        transition = plan(cib, before, placement, now, sanitized=True)
     except PlacementUnsupported:
         return None
-    transition = plan(cib, before, placement, now, sanitized=True)
     after = resource_states(apply(cib, transition, None, now), now=now)
     ours: dict[str, set[str]] = {}
     for entry in after.resources:

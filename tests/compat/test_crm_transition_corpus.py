@@ -48,9 +48,9 @@ def compare(name: str) -> tuple[set[str], set[str]] | None:
     state = resource_states(cib, now=now)
     try:
         placement = place(cib, state, now=now)
+        mine = plan(cib, state, placement, now, sanitized=True).names()
     except PlacementUnsupported:
         return None
-    mine = plan(cib, state, placement, now, sanitized=True).names()
     theirs = expected_actions(name)
     return theirs - mine, mine - theirs
 

@@ -1,4 +1,5 @@
-"""`hastack cib verify|show FILE`: check a cib.xml as crm_verify does, and summarize it."""
+"""`hastack cib verify|show FILE`: check a cib.xml as crm_verify does, and summarize it (the
+edits are in cib_edit_cmd)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from hastack.cli.common import add_json_arg
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "cib",
-        help="check and show a Pacemaker CIB (cib.xml)",
-        description="Check and show a Pacemaker Cluster Information Base file (cib.xml).",
+        help="check, show and edit a Pacemaker CIB (cib.xml)",
+        description="Check, show and edit a Pacemaker Cluster Information Base file "
+        "(cib.xml), as crm_verify, cibadmin, crm_attribute and crm_resource do with CIB_file.",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
@@ -50,6 +52,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     show.add_argument("file", metavar="FILE", help="the CIB file, or - for standard input")
     add_json_arg(show)
     show.set_defaults(func=run_show)
+
+    from hastack.cli import cib_edit_cmd
+
+    cib_edit_cmd.register(actions)
 
 
 def _read(file: str) -> tuple[bytes | None, str]:

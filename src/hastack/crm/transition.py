@@ -28,10 +28,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from hastack.crm.cib.model import Cib, Group, Primitive, flatten, parse_bool
+from hastack.crm.cib.model import Cib, Clone, Group, Primitive, flatten, parse_bool
 from hastack.crm.constraints import locations, orderings
 from hastack.crm.digest import changed_operations, node_checks_history
-from hastack.crm.placement import Placement
+from hastack.crm.placement import Placement, PlacementUnsupported
 from hastack.crm.state import ClusterState, ResourceState
 
 __all__ = ["Action", "Transition", "plan"]
@@ -101,7 +101,14 @@ def plan(
     """The actions that take the cluster from ``state`` to ``placement`` (``now`` as given to
     them: rules in instance attributes are evaluated at that time for the digests).
     ``sanitized``: compare digests as crm_simulate does on a CIB whose private parameters
-    were replaced (a change only there is not a change); a live cluster leaves it off."""
+    were replaced (a change only there is not a change); a live cluster leaves it off.
+
+    Raises :class:`PlacementUnsupported` for a CIB with clones: their actions (instances,
+    promotion) are not planned yet, even where the placement stage already places them."""
+    for resource in cib.resources:
+        if isinstance(resource, Clone):
+            feature = "promotable clones" if resource.promotable else "clones"
+            raise PlacementUnsupported(f"the actions of {feature}", resource.id)
     options = cib.cluster_options()
     actions: list[Action] = []
     fenced: set[str] = set()
