@@ -17,12 +17,12 @@ import fcntl
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from hastack.cli.common import add_json_arg
+from hastack.fileio import write_atomically
 
 # Pacemaker's tools read an offline CIB from this variable; the name is theirs.
 CIB_FILE_VARIABLE = "CIB_file"
@@ -231,24 +231,9 @@ def _locked(path: Path) -> Iterator[IO[bytes]]:
         handle.close()
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    mode = path.stat().st_mode & 0o7777
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".new")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _edit(args: argparse.Namespace, edit: Callable[[Any], str]) -> int:
     from hastack.crm.cib.edit import EditError, apply_edit
+    from hastack.crm.cib.xml import BZIP2_MAGIC
 
     path = _cib_path(args)
     if path is None:
@@ -256,6 +241,12 @@ def _edit(args: argparse.Namespace, edit: Callable[[Any], str]) -> int:
     try:
         with _locked(path) as handle:
             data = handle.read()
+            if data.startswith(BZIP2_MAGIC):
+                return _error(
+                    args,
+                    f"{path} is compressed (a saved scheduler input, kept as a record): "
+                    "edit a decompressed copy",
+                )
             try:
                 result = apply_edit(data, str(path), edit, force=args.force)
             except EditError as exc:
@@ -272,7 +263,7 @@ def _edit(args: argparse.Namespace, edit: Callable[[Any], str]) -> int:
                 print(f"{result.summary} (dry run: {path} not changed)")
                 return 0
             if result.changed:
-                _write_atomically(path, result.data)
+                write_atomically(path, result.data)
     except OSError as exc:
         return _error(args, f"{path}: {exc.strerror or exc}")
     for problem in result.new_problems:
@@ -286,15 +277,18 @@ def run_query(args: argparse.Namespace) -> int:
     from lxml import etree
 
     from hastack.crm.cib.edit import EditError, query
+    from hastack.crm.cib.xml import decompress
 
     path = _cib_path(args)
     if path is None:
         return _no_file(args)
     try:
-        root = etree.fromstring(path.read_bytes())
+        root = etree.fromstring(decompress(path.read_bytes()))
         found = query(root, xpath=args.xpath, scope=args.scope)
     except OSError as exc:
         return _error(args, f"{path}: {exc.strerror or exc}")
+    except ValueError as exc:  # a damaged compressed file
+        return _error(args, f"{path}: {exc}")
     except etree.XMLSyntaxError as exc:
         return _error(args, f"{path}: not well-formed XML: {exc.msg}")
     except EditError as exc:
@@ -406,15 +400,18 @@ def _show_attribute(args: argparse.Namespace, owner: Any) -> int:
     from lxml import etree
 
     from hastack.crm.cib.edit import EditError, get_attribute
+    from hastack.crm.cib.xml import decompress
 
     path = _cib_path(args)
     if path is None:
         return _no_file(args)
     try:
-        root = etree.fromstring(path.read_bytes())
+        root = etree.fromstring(decompress(path.read_bytes()))
         values = get_attribute(root, owner, args.name, set_id=args.set_id)
     except OSError as exc:
         return _error(args, f"{path}: {exc.strerror or exc}")
+    except ValueError as exc:  # a damaged compressed file
+        return _error(args, f"{path}: {exc}")
     except etree.XMLSyntaxError as exc:
         return _error(args, f"{path}: not well-formed XML: {exc.msg}")
     except EditError as exc:

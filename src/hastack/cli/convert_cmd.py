@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from hastack.config.errors import ConfigError, ConfigProblem
+from hastack.fileio import write_atomically
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -64,19 +64,6 @@ def _r1_scripts(directory: Path) -> set[str]:
         return set()
 
 
-def _write_atomically(path: str, data: bytes) -> None:
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or Path("."))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def run_haresources(args: argparse.Namespace) -> int:
     from hastack.config.hacf import read_hacf_file, read_text_file
     from hastack.crm.cib.validate import is_valid, validate
@@ -117,7 +104,7 @@ def run_haresources(args: argparse.Namespace) -> int:
         return _fail("the converted CIB does not validate; nothing written")
     if args.output:
         try:
-            _write_atomically(args.output, cib)
+            write_atomically(Path(args.output), cib)
         except OSError as exc:
             return _fail(f"cannot write {args.output}: {exc.strerror or exc}")
     else:

@@ -5,8 +5,9 @@ placement.
 resource_states`) with where it runs after the transition (:func:`hastack.crm.placement.place`)
 and lists what the cluster must do, as crm_simulate's transition does:
 
-* **fencing** (``stonith 'reboot' NODE``) of every unclean node while ``stonith-enabled``; what
-  ran there is then stopped by the fencing itself, not by a stop action;
+* **fencing** (``stonith 'reboot' NODE``) of every unclean node while ``stonith-enabled``, and
+  of the nodes running a resource whose ticket was lost under ``loss-policy=fence``; what ran
+  there is then stopped by the fencing itself, not by a stop action;
 * **probes** (``RSC_monitor_0 NODE``) on every online node where the resource's state is
   unknown (no history there), unless a location constraint says ``resource-discovery=never``
   for that node, or ``exclusive`` for other nodes only;
@@ -33,6 +34,7 @@ from hastack.crm.constraints import locations, orderings
 from hastack.crm.digest import changed_operations, node_checks_history
 from hastack.crm.placement import Placement, PlacementUnsupported
 from hastack.crm.state import ClusterState, ResourceState
+from hastack.crm.tickets import ticket_fencing
 
 __all__ = ["Action", "Transition", "plan"]
 
@@ -127,6 +129,12 @@ def plan(
                 continue
             fenced.add(name)
             actions.append(Action(name, "stonith", reason=why))
+    if may_fence:
+        # a ticket lost under loss-policy=fence: the nodes running what needed it go down
+        for name, why in ticket_fencing(cib, state).items():
+            if name not in fenced:
+                fenced.add(name)
+                actions.append(Action(name, "stonith", reason=why))
     histories: dict[str, set[str]] = {}
     recurring: set[tuple[str, str, int]] = set()  # (node, rsc, interval) monitors in force
     for node_state in cib.status:

@@ -41,6 +41,8 @@ from typing import Literal
 
 from lxml import etree
 
+from hastack.crm.cib.xml import decompress
+
 DEFAULT_SCHEMA_DIR = Path("/usr/share/pacemaker")
 
 Severity = Literal["error", "warning"]
@@ -113,6 +115,11 @@ def validate(xml: bytes, source: str, schema_dir: Path = DEFAULT_SCHEMA_DIR) -> 
     """Every problem of the CIB document `xml` (read from `source`, used in messages)."""
     out = _Collector(source)
     parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=False)
+    try:
+        xml = decompress(xml)  # a saved scheduler input (pe-input-N.bz2) is checked as its CIB
+    except ValueError as exc:
+        out.problems.append(Problem(source, None, None, None, str(exc)))
+        return out.problems
     try:
         root = etree.fromstring(xml, parser)
     except etree.XMLSyntaxError as exc:

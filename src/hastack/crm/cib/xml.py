@@ -4,11 +4,13 @@
 unparsable numbers) and raises one :class:`CibError` naming file, line and element; malformed
 XML gives a single problem with lxml's line and message, never a traceback.
 ``write_cib`` writes pretty XML such that ``read_cib(write_cib(c)) == c``.
-Comments and processing instructions are not kept.
+Comments and processing instructions are not kept. A bzip2-compressed CIB (the scheduler's
+saved inputs, ``pe-input-N.bz2``, Pacemaker's and hastack's) is read as the CIB it holds.
 """
 
 from __future__ import annotations
 
+import bz2
 import copy
 from pathlib import Path
 from typing import Any
@@ -807,6 +809,20 @@ def _parser() -> etree.XMLParser:
     )
 
 
+BZIP2_MAGIC = b"BZh"
+
+
+def decompress(raw: bytes) -> bytes:
+    """The XML of a CIB that may be bzip2-compressed (as pe-input-N.bz2 files are); raises
+    ValueError for a compressed file that is damaged."""
+    if not raw.startswith(BZIP2_MAGIC):
+        return raw
+    try:
+        return bz2.decompress(raw)
+    except (OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"a damaged bzip2 file: {exc}") from None
+
+
 def read_cib(data: bytes | str | Path, source: str | None = None) -> Cib:
     """Read a CIB from a path, XML bytes or XML text; raise CibError listing every problem.
 
@@ -834,6 +850,12 @@ def read_cib(data: bytes | str | Path, source: str | None = None) -> Cib:
     else:
         raw = data
         name = source or "<bytes>"
+    try:
+        raw = decompress(raw)
+    except ValueError as exc:
+        raise CibError(
+            [Problem(source=name, line=0, element="", id=None, message=str(exc))]
+        ) from None
     try:
         root = etree.fromstring(raw, _parser())
     except etree.XMLSyntaxError as exc:
