@@ -98,6 +98,31 @@ def test_older_generation_is_dropped_as_replay() -> None:
     assert core.status(0.2).nodes["n2"].generation == 5
 
 
+def test_own_datagrams_looped_back_are_recognised() -> None:
+    """Broadcast hands a node its own heartbeats: they are counted as its own, whether
+    recognised byte for byte (recently sent) or by the sender name after decoding."""
+    core = MembershipCore(params(2), "n1", 1, 0.0)
+    sent = [e.data for e in core.start(0.0) if isinstance(e, Send)]
+    assert sent
+    core.receive(sent[0], "ucast eth0", 0.01)
+    older = encode(Message(cluster="unit", node="n1", generation=1, seq=99, type="hb"), KEYS)
+    core.receive(older, "ucast eth0", 0.02)
+    assert core.counters["own"] == 2
+    assert core.counters["rx"] == 0 and core.counters["drop_replay"] == 0
+
+
+def test_decoded_attributes_are_read_only() -> None:
+    """One parsed text part is shared by many decoded messages: nobody may change it."""
+    data = encode(
+        Message(cluster="unit", node="n1", generation=1, seq=1, type="hb", attributes={"p": 5}),
+        KEYS,
+    )
+    msg = decode(data, KEYS, "unit")
+    assert isinstance(msg, Message) and msg.attributes == {"p": 5}
+    with pytest.raises(TypeError):
+        msg.attributes["p"] = 6  # type: ignore[index]
+
+
 def test_garbage_and_foreign_messages_are_counted_never_raised() -> None:
     core = MembershipCore(params(2), "n1", 1, 0.0)
     core.receive(b"\x00\xff garbage", "ucast eth0", 0.1)

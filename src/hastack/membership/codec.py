@@ -24,8 +24,10 @@ Replay protection needs per-sender state and lives in the core.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Literal, NamedTuple
 
 from hastack.config.model import AuthKeys
 from hastack.membership.auth import TAG_SIZE, sign, verify
@@ -45,21 +47,22 @@ FLAG_LEASE, FLAG_QUORATE, FLAG_OK, FLAG_GRANT, FLAG_DC = 1, 2, 4, 8, 16
 ALL_FLAGS = FLAG_LEASE | FLAG_QUORATE | FLAG_OK | FLAG_GRANT | FLAG_DC
 FIXED = struct.Struct("!BB10Q")
 TEXT_FIELDS = 7
+NO_ATTRIBUTES: Mapping[str, int] = MappingProxyType({})
 
 
-@dataclass(frozen=True)
-class Grant:
-    """A voter's standing vote: for `to`, in `term`, last renewed by the DC's round `round`."""
+class Grant(NamedTuple):
+    """A voter's standing vote: for `to`, in `term`, last renewed by the DC's round `round`.
+    (A named tuple: one is decoded with nearly every heartbeat.)"""
 
     to: str
     term: int
     round: int
 
 
-# Not frozen: a frozen dataclass sets its 19 fields through object.__setattr__, which made
-# building one the largest single cost of decoding a heartbeat. Nothing mutates a Message.
-@dataclass(slots=True)
-class Message:
+# A named tuple, not a dataclass: every node decodes (keepalive / peers) of these a second, and
+# building a tuple from positional fields costs a third of a dataclass's keyword __init__
+# (the largest single cost of decoding a heartbeat). Immutable, as a message should be.
+class Message(NamedTuple):
     cluster: str
     node: str
     generation: int
@@ -74,7 +77,7 @@ class Message:
     grant: Grant | None = None  # hb: the sender's vote, acknowledging a DC round
     members: tuple[str, ...] = ()  # hb: the member list the sender holds
     members_version: tuple[int, int] = (0, 0)
-    attributes: dict[str, int] = field(default_factory=dict)  # hb: e.g. pingd
+    attributes: Mapping[str, int] = NO_ATTRIBUTES  # hb: e.g. pingd
     quorate: bool = False
     high_term: int = 0  # the highest term the sender has seen
     voted_term: int = 0  # hb: the term of the sender's last vote, binding or not
@@ -173,24 +176,29 @@ def _message(body: bytes, cluster: str) -> Message:
             raise ValueError("a grant without the name it is for")
         if flags & FLAG_DC and not dc:
             raise ValueError("the DC flag without the DC's name")
-        return Message(
-            cluster=cluster,
-            node=node,
-            generation=generation,
-            seq=seq,
-            type=mtype,
-            seen=seen,
-            dc=dc if flags & FLAG_DC else None,
-            dc_age=dc_age,
-            term=term,
-            lease=bool(flags & FLAG_LEASE),
-            grant=Grant(target, g_term, g_round) if flags & FLAG_GRANT else None,
-            members=members,
-            members_version=(mv_term, mv_count),
-            attributes=dict(attributes),
-            quorate=bool(flags & FLAG_QUORATE),
-            high_term=high_term,
-            voted_term=voted_term,
+        # positional, in Message's field order (see the class comment)
+        return Message._make(
+            (
+                cluster,
+                node,
+                generation,
+                seq,
+                mtype,
+                seen,
+                dc if flags & FLAG_DC else None,
+                dc_age,
+                term,
+                bool(flags & FLAG_LEASE),
+                Grant(target, g_term, g_round) if flags & FLAG_GRANT else None,
+                members,
+                (mv_term, mv_count),
+                attributes,
+                bool(flags & FLAG_QUORATE),
+                high_term,
+                voted_term,
+                None,
+                False,
+            )
         )
     if mtype == "vote" and not target:
         raise ValueError("a vote without the candidate it answers")
@@ -207,7 +215,7 @@ def _message(body: bytes, cluster: str) -> Message:
     )
 
 
-TextFields = tuple[str, str, str, tuple[str, ...], tuple[str, ...], tuple[tuple[str, int], ...]]
+TextFields = tuple[str, str, str, tuple[str, ...], tuple[str, ...], Mapping[str, int]]
 
 # A sender's text part (its name, the DC, the names it sees, the member list) changes far
 # less often than its numbers, so parsed text parts are memoised: most heartbeats then cost a
@@ -246,11 +254,14 @@ def _text_fields(raw: bytes, cluster: str) -> TextFields:
     return parsed
 
 
-def _attributes(text: str) -> tuple[tuple[str, int], ...]:
+def _attributes(text: str) -> Mapping[str, int]:
+    """NAME=INTEGER pairs, read-only: one parsed text part is shared by many messages."""
+    if not text:
+        return NO_ATTRIBUTES
     attributes: dict[str, int] = {}
     for item in text.split():
         name, sep, value = item.partition("=")
         if not name or not sep:
             raise ValueError(f"attribute {item[:40]!r} is not NAME=INTEGER")
         attributes[name] = int(value)  # ValueError names the value
-    return tuple(attributes.items())
+    return MappingProxyType(attributes)

@@ -8,6 +8,7 @@ on are marked "SAFETY" below.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from hastack.membership.codec import Dropped, Grant, Message, decode, encode
@@ -18,6 +19,7 @@ from hastack.membership.status import NodeState, NodeStatus, PeerStatus
 
 INF = float("inf")
 FOLLOWER_SLACK = 1.25  # see _on_heartbeat
+OWN_SENT_KEPT = 4  # our last datagrams, recognised when they loop back (see _receive)
 
 
 @dataclass
@@ -152,6 +154,9 @@ class MembershipCore:
         # Byte-identical copies arrive over the other links; with one link there are none
         # worth recognising (a duplicate on the same link is a replay).
         self._copies_expected = len(params.links) > 1
+        # Our own last datagrams: broadcast (and looped multicast) hands them back to us, and
+        # recognising them byte for byte spares authenticating and decoding them.
+        self._sent: deque[bytes] = deque(maxlen=OWN_SENT_KEPT)
         self._note_all_seen()
 
     # ---- the API the shell calls ----------------------------------------------------------
@@ -283,6 +288,9 @@ class MembershipCore:
 
     def _receive(self, data: bytes, link: str, now: float, arrived: float) -> list[Effect]:
         if self.left:
+            return []
+        if data in self._sent:
+            self.counters["own"] += 1  # our own broadcast or multicast, looped back
             return []
         if self._copies_expected:
             copy_of = self._recent.get(data)
@@ -622,7 +630,9 @@ class MembershipCore:
             **fields,  # type: ignore[arg-type]
         )
         self.counters["tx"] += 1
-        return [Send(encode(msg, self.params.authkeys))]
+        data = encode(msg, self.params.authkeys)
+        self._sent.append(data)
+        return [Send(data)]
 
     def _send_heartbeat(self, now: float) -> list[Effect]:
         self.next_hb = now + self.timing.keepalive
