@@ -3,24 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from hastack import __version__
-from hastack.cli import (
-    agent_cmd,
-    cib_cmd,
-    config_cmd,
-    convert_cmd,
-    explain_cmd,
-    node_cmd,
-    simulate_cmd,
-    status_cmd,
+from hastack.cli.plugins import PLUGINS, register_plugins
+
+# Each subcommand's module, in the order `hastack --help` lists them. Only the module of the
+# command being run is imported (some pull in the network stack or the simulator): a
+# one-shot command such as `hastack simulate` should not pay for the others' imports.
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("node", "hastack.cli.node_cmd"),
+    ("status", "hastack.cli.status_cmd"),
+    ("config", "hastack.cli.config_cmd"),
+    ("agent", "hastack.cli.agent_cmd"),
+    ("cib", "hastack.cli.cib_cmd"),
+    ("convert", "hastack.cli.convert_cmd"),
+    ("simulate", "hastack.cli.simulate_cmd"),
+    ("explain", "hastack.cli.explain_cmd"),
 )
-from hastack.cli.plugins import register_plugins
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (the first word that is not an option)."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser with every subcommand, or (given the command line) only the one it runs."""
     parser = argparse.ArgumentParser(
         prog="hastack",
         description="hastack: a high-availability stack for Linux (heartbeat membership, "
@@ -28,21 +42,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"hastack {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    node_cmd.register(subparsers)
-    status_cmd.register(subparsers)
-    config_cmd.register(subparsers)
-    agent_cmd.register(subparsers)
-    cib_cmd.register(subparsers)
-    convert_cmd.register(subparsers)
-    simulate_cmd.register(subparsers)
-    explain_cmd.register(subparsers)
+    chosen = _chosen(argv) if argv is not None else None
+    modules = dict(COMMANDS)
+    if chosen in modules:
+        importlib.import_module(modules[chosen]).register(subparsers)
+        return parser
+    if chosen is not None and chosen in {name for name, _, _ in PLUGINS}:
+        register_plugins(subparsers, only=chosen)
+        return parser
+    for _, module in COMMANDS:  # --help, --version, or a word that is no command
+        importlib.import_module(module).register(subparsers)
     register_plugins(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(words)
+    args = parser.parse_args(words)
     try:
         result = args.func(args)
     except KeyboardInterrupt:

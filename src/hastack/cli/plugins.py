@@ -17,8 +17,13 @@ PLUGINS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def register_plugins(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register_plugins(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], only: str | None = None
+) -> None:
+    """Register every plugin's subcommand (or only the one named `only`)."""
     for command, module_name, help_text in PLUGINS:
+        if only is not None and command != only:
+            continue
         try:
             module = importlib.import_module(module_name)
             module.register(subparsers)

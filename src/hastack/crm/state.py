@@ -12,6 +12,7 @@ CIB's ``execution-date`` is used; without either, failures never expire.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -138,7 +139,16 @@ class ClusterState:
 
     def of(self, primitive: str) -> tuple[ResourceState, ...]:
         """Every entry of one primitive (all its clone instances too)."""
-        return tuple(r for r in self.resources if r.primitive == primitive)
+        return self._by_primitive.get(primitive, ())
+
+    @functools.cached_property
+    def _by_primitive(self) -> dict[str, tuple[ResourceState, ...]]:
+        # built once: the later stages ask for every primitive's entries, and scanning all
+        # of them each time made a large cluster's schedule quadratic
+        index: dict[str, list[ResourceState]] = {}
+        for r in self.resources:
+            index.setdefault(r.primitive, []).append(r)
+        return {k: tuple(v) for k, v in index.items()}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ such as :func:`parse_score` and :func:`parse_interval_ms` turn them into numbers
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -544,8 +545,9 @@ class LrmRscOp(Element):
     def interval_ms(self) -> int:
         return self._int(self.interval)
 
-    @property
+    @functools.cached_property
     def call_id_int(self) -> int:
+        # cached: the history is sorted by it again and again
         return self._int(self.call_id, -1)
 
     @property

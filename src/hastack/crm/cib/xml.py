@@ -221,6 +221,10 @@ _ATTRS: dict[type, tuple[tuple[str, str], ...]] = {
     ),
     DateSpec: (("id", "id"),),
 }
+# the XML attribute names of each class, once: every element read looks them up
+_KNOWN: dict[type, frozenset[str]] = {
+    cls: frozenset(xml for _, xml in table) for cls, table in _ATTRS.items()
+}
 
 # Attributes whose absence is a problem, per class (XML names).
 _REQUIRED: dict[type, tuple[str, ...]] = {
@@ -293,7 +297,7 @@ class _Reader:
 
     def attrs(self, el: etree._Element, cls: type, **more: Any) -> dict[str, Any]:
         table = _ATTRS[cls]
-        known = {xml_name for _, xml_name in table}
+        known = _KNOWN[cls]
         kwargs: dict[str, Any] = {}
         for name, xml_name in table:
             value = el.get(xml_name)
