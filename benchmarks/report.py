@@ -99,6 +99,102 @@ def cpu(d: dict[str, Any]) -> str:
     )
 
 
+def secs(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.2f} s" if v < 10 else f"{v:.1f} s"
+
+
+def ratio(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def scheduler(d: dict[str, Any]) -> str:
+    """One row per generated CIB: medians of wall time (CPU time in brackets) of each command,
+    crm_simulate / hastack (above 1: hastack is faster), and whether both agreed."""
+    rows = [
+        "| resources x nodes | CIB | actions | hastack simulate --json | crm_simulate -S "
+        "| crm_simulate -R | -S / hastack | -R / hastack | peak RSS: hastack / -S / -R "
+        "| same placement, same actions |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def cell(case: dict[str, Any], tool: str) -> str:
+        t = case.get(tool)
+        if not t:
+            return "-"
+        return f"{secs(t['wall']['median'])} ({secs(t['cpu']['median'])})"
+
+    for c in d["cases"]:
+        check = c.get("check")
+        agree = (
+            f"{check['placement_agrees']}/{check['primitives']}, "
+            f"{'yes' if check['actions_agree'] else '**no**'}"
+            if check
+            else "not checked"
+        )
+        rss = " / ".join(
+            f"{c[t]['maxrss_mb']:.0f}" if t in c else "-" for t in ("hastack", "crm_S", "crm_R")
+        )
+        rows.append(
+            f"| {c['resources']} x {c['nodes']} | {c['cib_bytes'] / 1e6:.1f} MB "
+            f"| {check['actions'] if check else '-'} | {cell(c, 'hastack')} "
+            f"| {cell(c, 'crm_S')} | {cell(c, 'crm_R')} | {ratio(c.get('ratio_S_over_hastack'))} "
+            f"| {ratio(c.get('ratio_R_over_hastack'))} | {rss} MB | {agree} |"
+        )
+    g = d.get("growth", {})
+
+    def k(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    rows.append("")
+    rows.append(
+        f"Growth of the median wall time with x = resources x nodes, fitted over the sizes from "
+        f"{g.get('over_resources_from', '-')} resources ({g.get('points', 0)} points): hastack "
+        f"x^{k(g.get('hastack'))}, crm_simulate -S x^{k(g.get('crm_S'))}, -R "
+        f"x^{k(g.get('crm_R'))} (CPU time: x^{k(g.get('hastack_cpu'))}, "
+        f"x^{k(g.get('crm_S_cpu'))}, x^{k(g.get('crm_R_cpu'))}); x log x itself grows as "
+        f"x^{k(g.get('n_log_n'))} there."
+    )
+    t = d.get("targets", {})
+    parts = []
+    if "within_2x_at_10" in t:
+        w = t["within_2x_at_10"]
+        parts.append(
+            f"within 2x of crm_simulate -S at 10 resources: hastack / crm_simulate "
+            f"{w['hastack_over_crm_S_worst']:.2f}x, {'met' if w['met'] else '**missed**'}"
+        )
+    if "faster_from_1000" in t:
+        f = t["faster_from_1000"]
+        parts.append(
+            f"faster than crm_simulate -S from 1,000 resources: at least "
+            f"{f['crm_S_over_hastack_worst']:.2f}x, {'met' if f['met'] else '**missed**'}"
+        )
+    if "growth" in t:
+        gr = t["growth"]
+        parts.append(
+            f"growth no worse than n log n: x^{gr['hastack']:.2f} against "
+            f"x^{gr['n_log_n']:.2f}, {'met' if gr['met'] else '**missed**'}"
+        )
+    else:
+        parts.append(
+            "growth against n log n not judged (it needs two resource counts from 1,000 up)"
+        )
+    if parts:
+        rows.append("")
+        rows.append("Targets (median wall times): " + "; ".join(parts) + ".")
+    m = d.get("machine")
+    if m:
+        rows.append("")
+        rows.append(
+            f"{d['runs']} runs of each command per size (fewer for a command slower than "
+            f"2 minutes, see the JSON), seed {d['seed']}; {d['versions']['crm_simulate']}; "
+            f"{m['cpu']}, {m['cpus']} CPUs, Linux {m['kernel']}, Python {m['python']}; "
+            f"{m['date']}."
+        )
+    return "\n".join(rows)
+
+
 def main() -> None:
     d = load("detection")
     if d:
@@ -124,6 +220,11 @@ def main() -> None:
         for c in cpus:
             if c:
                 print(cpu(c))
+        print()
+    s = load("scheduler")
+    if s:
+        print("### Scheduler\n")
+        print(scheduler(s))
         print()
     m = (d or r or (cpus[0] if cpus else None) or {}).get("machine")
     if m:

@@ -1,10 +1,14 @@
 """Compare place() with crm_simulate's "Revised Cluster Status" on Pacemaker's corpus.
 
-Only the cases within placement's scope are compared: no clones, promotable clones, bundles,
-remote or guest nodes, tickets (the cases whose features list none of them, and whose CIB
-place() does not refuse). A case agrees when every configured primitive is active on the same
-nodes after the transition (Started, FAILED, or in a transitional role) as crm_simulate shows.
-The allocation scores (``Placement.totals``) are compared with the case's ``scores/`` file too.
+Two sets of cases are compared, and reported separately: the original 323 without clones,
+promotable clones, bundles, remote or guest nodes and tickets (``_cases()``, which the
+transition and graph corpus tests share), and the cases with clones or promotable clones but
+none of the other features (``_clone_cases()``; those whose CIB place() still refuses are left
+out). A case agrees when every configured primitive (an anonymous clone's instances gathered
+under the primitive's id, a globally-unique clone's instances as ``id:N``) is active on the
+same nodes in the same role after the transition (Started, FAILED, or in a transitional role
+counting as Started) as crm_simulate shows. The allocation scores (``Placement.totals``, clone
+instances by their ``id:N``) are compared with the case's ``scores/`` file too.
 
 Run as a script with case names to see the differences and scores of single cases:
 ``python tests/compat/test_crm_placement_corpus.py CASE...``.
@@ -20,11 +24,12 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
-from hastack.crm.cib.model import parse_score
+from hastack.crm.cib.model import Cib, Clone, Group, parse_score
 from hastack.crm.cib.xml import read_cib
 from hastack.crm.placement import PlacementUnsupported, place
 from hastack.crm.rules import parse_iso8601
@@ -32,15 +37,21 @@ from hastack.crm.state import resource_states
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "pacemaker-scheduler"
 
-# Measured on the 2.1.5 corpus (323 cases compared): the final placement agrees in 321 (99.4%),
+# Measured on the 2.1.5 corpus (323 cases compared): the final placement agrees in 322 (99.7%),
 # every primitive's allocation scores in 323 (100%). The floors keep them from regressing.
 MIN_AGREEMENT = 0.985
 MIN_SCORE_AGREEMENT = 0.99
 
 _EXCLUDED = ("bundle", "remote", "guest", "container", "clone", "promotable", "ticket")
+_CLONE_WORDS = ("clone", "promotable")
 # crm_simulate's words for a resource that is (or will be) active on the node that follows.
 _ACTIVE = {"Started", "FAILED", "Starting", "Stopping", "Migrating", "Promoted", "Unpromoted"}
 _LINE = re.compile(r"\s*\* (\S+)\t\(([^)]*)\):\t (.*)")
+_CLONE = re.compile(r"\s*\* Clone Set: (\S+) \[(\S+)\].*:")
+_AGGREGATE = re.compile(r"\s*\* (\w+)(?: \([^)]*\))?: \[ (.*) \]")
+# the role each of crm_simulate's words leaves a resource in
+_ROLE = {"Promoted": "Promoted", "Unpromoted": "Unpromoted", "Started": "Started"}
+_ROLE.update({w: "Started" for w in ("FAILED", "Starting", "Stopping", "Migrating")})
 
 
 def _cases() -> list[str]:
@@ -54,11 +65,76 @@ def _cases() -> list[str]:
     ]
 
 
-def parse_revised(text: str) -> dict[str, set[str]]:
-    """Primitive id -> the nodes the summary's "Revised Cluster Status" shows it active on."""
+def _clone_cases() -> list[str]:
+    """The cases with clones or promotable clones, without bundles, remote or guest nodes
+    and tickets (the features place() still refuses)."""
+    rows = csv.reader((CORPUS / "features-2.1.5.csv").read_text().splitlines())
+    next(rows)
+    return [
+        name
+        for name, features in rows
+        if ("clone" in features or "promotable" in features)
+        and not any(word in features for word in _EXCLUDED if word not in _CLONE_WORDS)
+        and (CORPUS / "xml" / f"{name}.xml").exists()
+    ]
+
+
+def _ticket_cases() -> list[str]:
+    """The cases with tickets (with or without clones), without bundles, remote or guest
+    nodes."""
+    rows = csv.reader((CORPUS / "features-2.1.5.csv").read_text().splitlines())
+    next(rows)
+    return [
+        name
+        for name, features in rows
+        if "ticket" in features
+        and not any(word in features for word in ("bundle", "remote", "guest", "container"))
+        and (CORPUS / "xml" / f"{name}.xml").exists()
+    ]
+
+
+def _members(cib: Cib) -> dict[str, tuple[str, ...]]:
+    """A cloned group's id -> its members' ids (what a clone set's summary line stands for)."""
+    return {
+        r.child.id: tuple(m.id for m in r.child.children)
+        for r in cib.resources
+        if isinstance(r, Clone) and isinstance(r.child, Group)
+    }
+
+
+def parse_revised_roles(
+    text: str, members: Mapping[str, tuple[str, ...]] | None = None
+) -> dict[str, dict[str, str]]:
+    """Resource -> node -> role ("Started", "Promoted", "Unpromoted") as the summary's
+    "Revised Cluster Status" shows it. Inside a "Clone Set: X [Y]" block the aggregate lines
+    ("Started: [ n1 n2 ]", "Promoted: [ ... ]") count for every primitive of Y (``members``
+    maps a cloned group's id to its members' ids), and the instance lines printed one by one
+    (``P:0`` of a globally-unique clone, or an anonymous clone's ``P``) add to that name."""
     section = text.split("Revised Cluster Status:", 1)[1]
-    out: dict[str, set[str]] = {}
+    out: dict[str, dict[str, str]] = {}
+    clone_indent: int | None = None
+    clone_prims: tuple[str, ...] = ()
     for raw in section.splitlines():
+        indent = len(raw) - len(raw.lstrip())
+        if clone_indent is not None and indent <= clone_indent:
+            clone_indent = None
+        head = _CLONE.fullmatch(raw)
+        if head:
+            clone_indent = indent
+            inner = head.group(2)
+            clone_prims = tuple(members.get(inner, (inner,))) if members else (inner,)
+            for prim in clone_prims:
+                out.setdefault(prim, {})
+            continue
+        if clone_indent is not None:
+            agg = _AGGREGATE.fullmatch(raw)
+            if agg:
+                role = _ROLE.get(agg.group(1))
+                if role is not None:
+                    for prim in clone_prims:
+                        for node in agg.group(2).split():
+                            out.setdefault(prim, {})[node] = role
+                continue
         m = _LINE.fullmatch(raw)
         if not m:
             continue
@@ -66,15 +142,29 @@ def parse_revised(text: str) -> dict[str, set[str]]:
         name, rest = m.group(1), re.sub(r"\([^)]*\)", " ", m.group(3)).split()
         if rest and rest[0] == "ORPHANED":
             continue
-        nodes: set[str] = set()
+        nodes: dict[str, str] = {}
         if rest and rest[0] in _ACTIVE:
+            role = _ROLE.get(rest[0], "Started")
             after = rest[1:]
+            if after and after[0] in _ROLE:  # "FAILED Promoted node"
+                role = _ROLE[after[0]]
+                after = after[1:]
             if after and after[0] == "[":
-                nodes = set(after[1 : after.index("]")])
+                nodes = {n: role for n in after[1 : after.index("]")]}
             elif after:
-                nodes = {after[0]}
-        out[name] = nodes
+                nodes = {after[0]: role}
+        if clone_indent is not None:
+            out.setdefault(name, {}).update(nodes)  # one instance among others
+        else:
+            out[name] = nodes
     return out
+
+
+def parse_revised(
+    text: str, members: Mapping[str, tuple[str, ...]] | None = None
+) -> dict[str, set[str]]:
+    """Primitive id -> the nodes the summary's "Revised Cluster Status" shows it active on."""
+    return {rsc: set(nodes) for rsc, nodes in parse_revised_roles(text, members).items()}
 
 
 def _run_time(name: str, has_execution_date: bool) -> float | None:
@@ -114,14 +204,16 @@ def compare(name: str, verbose: bool = False) -> tuple[list[str], list[str]] | N
         result = place(cib, resource_states(cib, now=now), now=now)
     except PlacementUnsupported:
         return None
-    theirs = parse_revised(text)
+    theirs = parse_revised_roles(text, _members(cib))
     problems = []
     for rsc in sorted(result.final):
-        mine = set(result.final[rsc])
-        expected = theirs.get(rsc, set())
+        mine = dict(result.roles.get(rsc, {}))
+        expected = theirs.get(rsc, {})
         if mine != expected:
             why = result.reasons.get(rsc, "")
-            problems.append(f"{rsc}: expected {sorted(expected)}, got {sorted(mine)} {why}")
+            problems.append(
+                f"{rsc}: expected {sorted(expected.items())}, got {sorted(mine.items())} {why}"
+            )
     score_problems = []
     scores = parse_scores((CORPUS / "scores" / f"{name}.scores").read_text())
     for rsc, table in sorted(scores.items()):
@@ -132,19 +224,16 @@ def compare(name: str, verbose: bool = False) -> tuple[list[str], list[str]] | N
     if verbose:
         print("order:", " ".join(result.order))
         for rsc, totals in result.totals.items():
-            print(rsc, totals, "->", result.assigned[rsc], result.reasons.get(rsc, ""))
+            print(rsc, totals, "->", result.assigned.get(rsc), result.reasons.get(rsc, ""))
     return problems, score_problems
 
 
-def test_final_placement_and_scores_agreement() -> None:
-    if not (CORPUS / "xml").is_dir():
-        msg = f"corpus not found at {CORPUS}; skipping the crm_simulate comparison"
-        print(msg)
-        pytest.skip(msg)
+def _agreement(cases: list[str], label: str) -> tuple[float, float]:
+    """Compare the cases, print the agreement and every difference; the two rates."""
     compared = 0
     placed: dict[str, list[str]] = {}
     scored: dict[str, list[str]] = {}
-    for name in _cases():
+    for name in cases:
         found = compare(name)
         if found is None:
             continue
@@ -155,12 +244,63 @@ def test_final_placement_and_scores_agreement() -> None:
             scored[name] = found[1]
     place_rate = (compared - len(placed)) / compared
     score_rate = (compared - len(scored)) / compared
-    print(f"final-placement agreement: {compared - len(placed)}/{compared} = {place_rate:.1%}")
+    print(f"{label} final-placement agreement: {compared - len(placed)}/{compared}", end="")
+    print(f" = {place_rate:.1%}")
     for name, problems in sorted(placed.items()):
         print(f"  {name}: {'; '.join(problems[:3])}")
-    print(f"allocation-score agreement: {compared - len(scored)}/{compared} = {score_rate:.1%}")
+    print(f"{label} allocation-score agreement: {compared - len(scored)}/{compared}", end="")
+    print(f" = {score_rate:.1%}")
     for name, problems in sorted(scored.items()):
         print(f"  {name}: {'; '.join(problems[:3])}")
+    return place_rate, score_rate
+
+
+# Measured on the 2.1.5 corpus's cases with clones and promotable clones (268 compared): the
+# final placement and roles agree in 260 (97.0%), the allocation scores of every primitive and
+# instance in 239 (89.2%; most differences are which instance number goes to which node).
+# Known placement differences: crm_simulate hides a clone whose instance failed to stop on an
+# unclean node (stop-failure-no-fencing, stop-failure-no-quorum); its simulated history leaves
+# a moved instance on both nodes (inc6) or a pending start started (764); utilization
+# placement with clones (load-stopped-loop, load-stopped-loop-2, params-6); and a group
+# colocated with a promoted role that no instance gets, led by an unmanaged member
+# (colocate-unmanaged-group).
+MIN_CLONE_AGREEMENT = 0.95
+MIN_CLONE_SCORE_AGREEMENT = 0.87
+
+
+def test_clone_placement_and_scores_agreement() -> None:
+    if not (CORPUS / "xml").is_dir():
+        msg = f"corpus not found at {CORPUS}; skipping the crm_simulate comparison"
+        print(msg)
+        pytest.skip(msg)
+    # (the cases without clones are test_final_placement_and_scores_agreement's)
+    place_rate, score_rate = _agreement(_clone_cases(), "with clones:")
+    assert place_rate >= MIN_CLONE_AGREEMENT
+    assert score_rate >= MIN_CLONE_SCORE_AGREEMENT
+
+
+# Measured on the 2.1.5 corpus's cases with tickets (115, clones and promotable clones among
+# them): the final placement agrees in 115 (100%), the allocation scores in 113 (98.3%).
+MIN_TICKET_AGREEMENT = 0.98
+MIN_TICKET_SCORE_AGREEMENT = 0.95
+
+
+def test_ticket_placement_and_scores_agreement() -> None:
+    if not (CORPUS / "xml").is_dir():
+        msg = f"corpus not found at {CORPUS}; skipping the crm_simulate comparison"
+        print(msg)
+        pytest.skip(msg)
+    place_rate, score_rate = _agreement(_ticket_cases(), "with tickets:")
+    assert place_rate >= MIN_TICKET_AGREEMENT
+    assert score_rate >= MIN_TICKET_SCORE_AGREEMENT
+
+
+def test_final_placement_and_scores_agreement() -> None:
+    if not (CORPUS / "xml").is_dir():
+        msg = f"corpus not found at {CORPUS}; skipping the crm_simulate comparison"
+        print(msg)
+        pytest.skip(msg)
+    place_rate, score_rate = _agreement(_cases(), "without clones:")
     assert place_rate >= MIN_AGREEMENT
     assert score_rate >= MIN_SCORE_AGREEMENT
 
@@ -387,6 +527,210 @@ def test_generated_cibs_agree_with_crm_simulate(tmp_path: Path) -> None:
     for seed, problems in sorted(failures.items()):
         print(f"  seed {seed}: {'; '.join(problems[:3])}")
     assert rate >= MIN_GENERATED_AGREEMENT
+
+
+# --- generated CIBs with clones ----------------------------------------------------------
+
+# Measured on seeds 0-199: 177 of 181 comparable CIBs agree (97.8%; 19 are left out because
+# crm_simulate's own simulated transition fails). The differences are crm_simulate's execution
+# of its own plan: a failed instance whose recovery or stop it does not carry out (seeds 39,
+# 54, 79), and two instances of one anonymous cloned group it puts on the same node (137).
+GENERATED_CLONE_SEEDS = 200
+MIN_GENERATED_CLONE_AGREEMENT = 0.95
+_UUID = "6f6f6f6f-6f6f-6f6f-6f6f-6f6f6f6f6f6f"
+
+
+def generate_clone_cib(seed: int) -> str:
+    """A random small cluster (2-5 nodes) with 1-3 clones (anonymous, globally unique or
+    promotable; of a primitive or of a group; clone-max, clone-node-max, promoted-max,
+    interleave), 0-3 primitives, location constraints on clones (some for the promoted role),
+    colocations of primitives with clones (some with the promoted role) and of clones with
+    primitives and clones, mandatory orders between them (some after a promotion), and a
+    status section where instances run (some promoted, some failed) with promotion scores.
+    Deterministic in ``seed``."""
+    rng = random.Random(seed)
+    nodes = [f"node{i}" for i in range(1, rng.randint(2, 5) + 1)]
+    prims = [f"p{i}" for i in range(rng.randint(0, 3))]
+    clones: list[tuple[str, list[str], bool, bool]] = []  # id, primitives, promotable, unique
+    resources = [
+        f'<primitive id="{p}" class="ocf" provider="pacemaker" type="Dummy"/>' for p in prims
+    ]
+    for c in range(rng.randint(1, 3)):
+        promotable = rng.random() < 0.4
+        unique = not promotable and rng.random() < 0.25
+        members = [f"c{c}m{j}" for j in range(rng.randint(1, 2) if rng.random() < 0.3 else 1)]
+        agent = "Stateful" if promotable else "Dummy"
+        inner = "".join(
+            f'<primitive id="{m}" class="ocf" provider="pacemaker" type="{agent}"/>'
+            for m in members
+        )
+        if len(members) > 1:
+            inner = f'<group id="c{c}g">{inner}</group>'
+        meta = []
+        if promotable:
+            meta.append(("promotable", "true"))
+            if rng.random() < 0.3:
+                meta.append(("promoted-max", str(rng.randint(1, 2))))
+        if unique:
+            meta.append(("globally-unique", "true"))
+            meta.append(("clone-node-max", str(rng.randint(1, 2))))
+        if rng.random() < 0.4:
+            meta.append(("clone-max", str(rng.randint(1, len(nodes) + 1))))
+        if rng.random() < 0.4:
+            meta.append(("interleave", "true"))
+        if rng.random() < 0.1:
+            meta.append(("target-role", "Stopped"))
+        pairs = "".join(
+            f'<nvpair id="cl{c}-m{k}" name="{n}" value="{v}"/>' for k, (n, v) in enumerate(meta)
+        )
+        resources.append(
+            f'<clone id="cl{c}"><meta_attributes id="cl{c}-meta">{pairs}</meta_attributes>'
+            f"{inner}</clone>"
+        )
+        clones.append((f"cl{c}", members, promotable, unique))
+    cons = []
+    tops = prims + [c[0] for c in clones]
+    for j in range(rng.randint(0, 4)):
+        rsc, node, score = rng.choice(tops), rng.choice(nodes), rng.choice(_SCORES)
+        role = ""
+        promotables = [c[0] for c in clones if c[2]]
+        if promotables and rng.random() < 0.3:
+            rsc, role = rng.choice(promotables), ' role="Master"'
+        if role:
+            cons.append(
+                f'<rsc_location id="l{j}" rsc="{rsc}"><rule id="l{j}r" score="{score}"{role}>'
+                f'<expression id="l{j}e" attribute="#uname" operation="eq" value="{node}"/>'
+                "</rule></rsc_location>"
+            )
+        else:
+            cons.append(f'<rsc_location id="l{j}" rsc="{rsc}" node="{node}" score="{score}"/>')
+    for j in range(rng.randint(0, 3)):
+        if len(tops) < 2:
+            break
+        a, b = rng.sample(tops, 2)
+        roles = ""
+        if any(c[0] == b and c[2] for c in clones) and rng.random() < 0.5:
+            roles = ' with-rsc-role="Master"'
+        score = rng.choice(["INFINITY", "INFINITY", "100", "-INFINITY"])
+        cons.append(f'<rsc_colocation id="c{j}" rsc="{a}" with-rsc="{b}" score="{score}"{roles}/>')
+    for j in range(rng.randint(0, 2)):
+        if len(tops) < 2:
+            break
+        a, b = rng.sample(tops, 2)
+        action = ""
+        if any(c[0] == a and c[2] for c in clones) and rng.random() < 0.5:
+            action = ' first-action="promote" then-action="start"'
+        cons.append(f'<rsc_order id="ord{j}" first="{a}" then="{b}"{action}/>')
+    options = (
+        '<nvpair id="o1" name="stonith-enabled" value="false"/>'
+        '<nvpair id="o2" name="no-quorum-policy" value="ignore"/>'
+    )
+    node_xml = status = ""
+    for k, name in enumerate(nodes, 1):
+        node_xml += f'<node id="{k}" uname="{name}"/>'
+        lrm = transient = ""
+        call = 10
+        for _cid, members, promotable, unique in clones:
+            running = rng.random() < 0.6
+            promoted = promotable and running and rng.random() < 0.3
+            for n, m in enumerate(members):
+                rid = f"{m}:{k - 1}" if unique else m
+                if promotable:
+                    score = rng.choice(["5", "10", "100", None])
+                    if score is not None:
+                        transient += f'<nvpair id="ms-{m}-{k}" name="master-{m}" value="{score}"/>'
+                if not running or (n > 0 and rng.random() < 0.2):
+                    continue
+                ops = [("start", 0)]
+                if promoted:
+                    ops.append(("promote", 0))
+                failed = rng.random() < 0.1
+                if failed:
+                    ops.append(("monitor", 1))
+                body = ""
+                for op, rc in ops:
+                    call += 1
+                    interval = "10000" if op == "monitor" else "0"
+                    key = f"{rid}_{op}_{interval}"
+                    body += (
+                        f'<lrm_rsc_op id="{key}" operation_key="{key}" operation="{op}" '
+                        'crm-debug-origin="x" crm_feature_set="3.2.0" '
+                        f'transition-key="{call}:1:0:{_UUID}" '
+                        f'transition-magic="0:{rc};{call}:1:0:{_UUID}" '
+                        f'call-id="{call}" rc-code="{rc}" op-status="0" interval="{interval}" '
+                        'last-run="1000" last-rc-change="1000" exec-time="1" queue-time="0" '
+                        'op-digest="f2317cad3d54cec5d7d7aa7d0bf35cf8"/>'
+                    )
+                agent = "Stateful" if promotable else "Dummy"
+                lrm += (
+                    f'<lrm_resource id="{rid}" class="ocf" provider="pacemaker" '
+                    f'type="{agent}">{body}</lrm_resource>'
+                )
+        if transient:
+            transient = (
+                f'<transient_attributes id="{k}"><instance_attributes id="st{k}">'
+                f"{transient}</instance_attributes></transient_attributes>"
+            )
+        status += (
+            f'<node_state id="{k}" uname="{name}" in_ccm="true" crmd="online" join="member" '
+            f'expected="member" crm-debug-origin="x">{transient}'
+            f'<lrm id="{k}"><lrm_resources>{lrm}</lrm_resources></lrm></node_state>'
+        )
+    return (
+        '<cib admin_epoch="0" epoch="1" num_updates="1" validate-with="pacemaker-3.7" '
+        'crm_feature_set="3.2.0" have-quorum="1" dc-uuid="1" execution-date="2000">'
+        '<configuration><crm_config><cluster_property_set id="cib-bootstrap-options">'
+        f"{options}</cluster_property_set></crm_config><nodes>{node_xml}</nodes>"
+        f"<resources>{''.join(resources)}</resources><constraints>{''.join(cons)}"
+        f"</constraints></configuration><status>{status}</status></cib>"
+    )
+
+
+def compare_generated_clones(seed: int, workdir: Path) -> list[str] | None:
+    """Differences (nodes and roles) between place() and crm_simulate on one generated CIB
+    with clones; None when crm_simulate could not complete the transition."""
+    path = workdir / f"generated-clones-{seed}.xml"
+    path.write_text(generate_clone_cib(seed))
+    out = subprocess.run(
+        ["crm_simulate", "-x", str(path), "-S"],
+        capture_output=True,
+        text=True,
+        env={"LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        timeout=60,
+        check=False,
+    )
+    text = out.stdout + out.stderr
+    if "Revised Cluster Status" not in out.stdout or "Transition failed" in text:
+        return None
+    cib = read_cib(path)
+    theirs = parse_revised_roles(out.stdout, _members(cib))
+    result = place(cib, resource_states(cib))
+    return [
+        f"{rsc}: expected {sorted(theirs.get(rsc, {}).items())}, got {sorted(roles.items())}"
+        for rsc, roles in sorted(result.roles.items())
+        if dict(roles) != theirs.get(rsc, {})
+    ]
+
+
+def test_generated_clone_cibs_agree_with_crm_simulate(tmp_path: Path) -> None:
+    if shutil.which("crm_simulate") is None:
+        msg = "crm_simulate not installed; skipping the generated-CIB comparison"
+        print(msg)
+        pytest.skip(msg)
+    compared = 0
+    failures: dict[int, list[str]] = {}
+    for seed in range(GENERATED_CLONE_SEEDS):
+        problems = compare_generated_clones(seed, tmp_path)
+        if problems is None:
+            continue
+        compared += 1
+        if problems:
+            failures[seed] = problems
+    rate = (compared - len(failures)) / compared
+    print(f"generated clone-CIB agreement: {compared - len(failures)}/{compared} = {rate:.1%}")
+    for seed, problems in sorted(failures.items()):
+        print(f"  seed {seed}: {'; '.join(problems[:3])}")
+    assert rate >= MIN_GENERATED_CLONE_AGREEMENT
 
 
 if __name__ == "__main__":

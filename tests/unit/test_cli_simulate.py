@@ -70,7 +70,52 @@ def test_json_is_the_issue_format(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert document == {
         "placement": {"web": [{"node": "node1", "role": "Started"}]},
         "actions": ["web_monitor_0 node2"],
+        "edges": [],
     }
+
+
+def test_json_edges_and_the_dot_file_order_the_actions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cib = str(_write_cib(tmp_path))
+    dot = tmp_path / "graph.dot"
+    document = _json(capsys, "-x", cib, "--node-fail", "node1", "-D", str(dot))
+    # web moves to node2: probed there first, then started, then monitored
+    assert document["edges"] == [
+        ["web_monitor_0 node2", "web_start_0 node2"],
+        ["web_start_0 node2", "web_monitor_10000 node2"],
+    ]
+    names = {name for edge in document["edges"] for name in edge}  # type: ignore[union-attr]
+    assert names <= set(document["actions"])  # type: ignore[arg-type]
+    text = dot.read_text()
+    assert text.startswith(' digraph "g" {\n') and text.endswith("}\n")
+    assert '"web_monitor_0 node2" -> "web_start_0 node2" [ style = bold]' in text
+    assert '"web_monitor_10000 node2" [ style=bold color="green" fontcolor="black"]' in text
+    # the dot file is written without --json too
+    dot.unlink()
+    assert main(["simulate", "-x", cib, "-F", "node1", "--save-dotfile", str(dot)]) == 0
+    assert "Transition:" in capsys.readouterr().out and dot.read_text() == text
+    assert main(["simulate", "-x", cib, "-D", str(tmp_path / "missing" / "g.dot")]) == 1
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_an_ordering_cycle_is_reported_not_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hastack.crm.graph as graph
+
+    def cyclic(*args: object) -> None:
+        raise graph.GraphCycle(["a_start_0 n1", "b_start_0 n1", "a_start_0 n1"])
+
+    monkeypatch.setattr(graph, "order", cyclic)
+    cib = str(_write_cib(tmp_path))
+    assert main(["simulate", "-x", cib, "--json"]) == 4
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "ordering cycle: a_start_0 n1 -> b_start_0 n1 -> a_start_0 n1" in captured.err
+    assert "scheduler bug" in captured.err
+    # without --json or -D no graph is needed: the transition is still shown
+    assert main(["simulate", "-x", cib]) == 0
 
 
 def test_a_failed_node_moves_its_resource(
@@ -121,15 +166,17 @@ def test_bad_options_and_unsupported_cibs_fail_clearly(
     assert "RESOURCE_TASK_INTERVAL@NODE=RC" in capsys.readouterr().err
     assert main(["simulate", "-x", str(tmp_path / "missing.xml")]) == 1
     assert "cannot read" in capsys.readouterr().err
-    clone = (
+    remote = (
         Path(cib)
         .read_text()
-        .replace('<primitive id="web"', '<clone id="webs"><primitive id="web"')
-        .replace("</primitive>\n</resources>", "</primitive></clone>\n</resources>")
+        .replace(
+            "</resources>",
+            '<primitive id="rnode" class="ocf" provider="pacemaker" type="remote"/></resources>',
+        )
     )
-    (tmp_path / "clone.xml").write_text(clone)
-    assert main(["simulate", "-x", str(tmp_path / "clone.xml")]) == 3
-    assert "clones is not supported" in capsys.readouterr().err
+    (tmp_path / "remote.xml").write_text(remote)
+    assert main(["simulate", "-x", str(tmp_path / "remote.xml")]) == 3
+    assert "remote and guest nodes is not supported" in capsys.readouterr().err
 
 
 def test_op_failure_spec() -> None:
@@ -170,4 +217,4 @@ def test_explain_an_unknown_resource_names_the_known_ones(
 ) -> None:
     assert main(["explain", "db", "-x", str(_write_cib(tmp_path))]) == 2
     err = capsys.readouterr().err
-    assert "no resource 'db'" in err and "(its primitives and groups: web)" in err
+    assert "no resource 'db'" in err and "(its primitives, groups and clones: web)" in err

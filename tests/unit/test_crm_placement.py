@@ -476,11 +476,18 @@ def test_priority_decides_who_gets_the_only_node() -> None:
 
 
 def test_out_of_scope_features_are_refused_with_the_element() -> None:
-    clone = '<clone id="cl">' + _prim("child") + "</clone>"
+    remote = '<primitive id="r1" class="ocf" provider="pacemaker" type="remote"/>'
     with pytest.raises(PlacementUnsupported) as err:
-        _cib(clone)
-    assert err.value.element_id == "cl"
-    assert "clones" in str(err.value)
+        _cib(_prim("a") + remote, "")
+    assert err.value.element_id == "r1"
+    assert "remote" in str(err.value)
+
+
+def test_a_resource_whose_ticket_is_not_granted_runs_nowhere() -> None:
+    cons = '<rsc_ticket id="t1" ticket="T" rsc="a"/>' + _loc("a", "node1", "100")
+    p = _cib(_prim("a"), cons)
+    assert p.final["a"] == ()
+    assert any("rsc_ticket t1" in what for what, _ in p.scores["a"]["node1"])
 
 
 def test_orderings_unpack_kinds_and_sets() -> None:
@@ -568,3 +575,17 @@ def test_placement_properties(config: tuple[str, str, dict[str, list[str]]]) -> 
     placed = [p.final[m] for m in members]
     for before, after in pairwise(placed):
         assert not after or before == after
+
+
+def test_nothing_new_starts_while_its_probe_on_a_joining_node_cannot_run() -> None:
+    joining = 'in_ccm="true" crmd="online" join="pending" expected="member"'
+    p = _cib(
+        _prim("new") + _prim("old"),
+        nodes=2,
+        fencing=True,
+        states={"node2": joining},
+        running={"node1": ["old"]},
+    )
+    assert p.final["new"] == ()
+    assert "pending node node2" in p.reasons["new"]
+    assert p.final["old"] == ("node1",)  # already running: no start, nothing to wait for

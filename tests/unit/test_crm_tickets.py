@@ -94,6 +94,13 @@ def test_standby_stops_gracefully_whatever_the_policy(policy: str) -> None:
     assert "standby" in losses[0].why
 
 
+def test_standby_demotes_a_promoted_role_unless_the_policy_is_stop() -> None:
+    standby = state("true", "true")
+    assert actions(cib(dep("fence", role="Promoted"), standby)) == [("rsc1", "demote")]
+    assert actions(cib(dep("freeze", role="Promoted"), standby)) == [("rsc1", "demote")]
+    assert actions(cib(dep("stop", role="Promoted"), standby)) == [("rsc1", "stop")]
+
+
 def test_standby_of_a_revoked_ticket_still_applies_the_policy() -> None:
     assert actions(cib(dep("fence"), state("false", "true"))) == [("rsc1", "fence")]
 

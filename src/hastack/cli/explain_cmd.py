@@ -41,13 +41,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from hastack.crm.cib.model import Group
+    from hastack.crm.cib.model import Clone, Group
 
     scheduled = schedule(args, "explain")
     if isinstance(scheduled, int):
         return scheduled
     cib = scheduled.cib
-    groups = {g.id: [c.id for c in g.children] for g in cib.resources if isinstance(g, Group)}
+    groups: dict[str, list[str]] = {}  # groups and clones -> their primitives
+    for r in cib.resources:
+        inner = r.child if isinstance(r, Clone) else r
+        if isinstance(inner, Group):
+            groups[inner.id] = [c.id for c in inner.children]
+        if inner is not r:
+            groups[r.id] = groups.get(inner.id, [inner.id])
     primitives = [p.id for p in cib.all_primitives()]
     if args.resource in groups:
         members = groups[args.resource]
@@ -57,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         known = ", ".join(sorted(primitives + list(groups))) or "none"
         print(
             f"hastack explain: no resource {args.resource!r} in {args.xml_file} "
-            f"(its primitives and groups: {known})",
+            f"(its primitives, groups and clones: {known})",
             file=sys.stderr,
         )
         return 2
@@ -91,8 +97,15 @@ def _explain(s: Scheduled, rsc: str) -> dict[str, Any]:
             why += f" ({placement.reasons[rsc]})"
     else:
         why = placement.reasons.get(rsc) or "no node may run it (every score is negative)"
-    actions = [{"action": a.name, "reason": a.reason} for a in s.transition.actions if a.rsc == rsc]
-    return {
+    instances = sorted(
+        (k for k in placement.assigned if k.startswith(f"{rsc}:")),
+        key=lambda k: (len(k), k),
+    )
+    mine = {rsc, *instances}
+    actions = [
+        {"action": a.name, "reason": a.reason} for a in s.transition.actions if a.rsc in mine
+    ]
+    item: dict[str, Any] = {
         "resource": rsc,
         "now": now,
         "scores": scores,
@@ -101,6 +114,34 @@ def _explain(s: Scheduled, rsc: str) -> dict[str, Any]:
         "unmanaged": rsc in placement.unmanaged,
         "actions": actions,
     }
+    if instances:
+        # a clone's instances are placed one by one, each with its own scores
+        item["instances"] = [
+            {
+                "instance": k,
+                "assigned": placement.assigned.get(k),
+                "role": placement.roles.get(k if k in placement.roles else rsc, {}).get(
+                    placement.assigned.get(k) or ""
+                ),
+                "scores": {
+                    node: {
+                        "total": placement.totals.get(k, {}).get(node),
+                        "parts": [[what, score] for what, score in parts],
+                    }
+                    for node, parts in placement.scores.get(k, {}).items()
+                },
+            }
+            for k in instances
+        ]
+        roles = placement.roles.get(rsc, {})
+        item["after"] = [f"{n} ({roles[n]})" if n in roles else n for n in final]
+        if final:
+            item["why"] = "placed instance by instance"
+        for key in instances:
+            for node in placement.final.get(key, ()):  # a globally-unique clone's
+                role = placement.roles.get(key, {}).get(node)
+                item["after"].append(f"{node} ({key}{', ' + role if role else ''})")
+    return item
 
 
 def _print(item: dict[str, Any]) -> None:
@@ -115,12 +156,23 @@ def _print(item: dict[str, Any]) -> None:
         print("  now: stopped everywhere")
     if item["unmanaged"]:
         print("  unmanaged: the cluster leaves it as it is")
-    print("  scores:")
-    ranked = sorted(item["scores"].items(), key=lambda kv: (-(kv[1]["total"] or 0), kv[0]))
-    for node, score in ranked:
-        total = "-" if score["total"] is None else score_text(score["total"])
-        parts = parts_text(score["parts"]) or "nothing"
-        print(f"    {node}: {total}  = {parts}")
+
+    def print_scores(scores: dict[str, Any], indent: str) -> None:
+        ranked = sorted(scores.items(), key=lambda kv: (-(kv[1]["total"] or 0), kv[0]))
+        for node, score in ranked:
+            total = "-" if score["total"] is None else score_text(score["total"])
+            parts = parts_text(score["parts"]) or "nothing"
+            print(f"{indent}{node}: {total}  = {parts}")
+
+    if "instances" in item:
+        for inst in item["instances"]:
+            where = inst["assigned"] or "nowhere"
+            role = f" as {inst['role']}" if inst["role"] else ""
+            print(f"  instance {inst['instance']}: placed on {where}{role}; scores:")
+            print_scores(inst["scores"], "    ")
+    else:
+        print("  scores:")
+        print_scores(item["scores"], "    ")
     after = ", ".join(item["after"]) or "nowhere"
     print(f"  after the transition: on {after} — {item['why']}")
     for action in item["actions"]:

@@ -19,6 +19,7 @@ from typing import Any
 from hastack.cli.common import add_json_arg
 
 EXIT_UNSUPPORTED = 3
+EXIT_CYCLE = 4
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,8 +29,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Read a CIB (configuration and status), decide where every resource runs "
         "and which actions take the cluster there, as Pacemaker's scheduler does, and show "
         "the state before and after those actions. Exit status: 0 done, 1 the CIB cannot be "
-        "read, 2 a bad option, 3 the CIB uses something the scheduler does not handle yet "
-        "(clones, promotable clones, bundles, remote or guest nodes, tickets).",
+        "read (or a file cannot be written), 2 a bad option, 3 the CIB uses something the "
+        "scheduler does not handle yet (clones, promotable clones, bundles, remote or guest "
+        "nodes, tickets), 4 the transition's orderings form a cycle (a scheduler bug: please "
+        "report it with the CIB).",
     )
     parser.add_argument(
         "-x", "--xml-file", metavar="CIB", required=True, help="the CIB file, or - for stdin"
@@ -61,6 +64,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--save-output",
         metavar="FILE",
         help="write the CIB as it is after the transition to FILE",
+    )
+    parser.add_argument(
+        "-D",
+        "--save-dotfile",
+        metavar="FILE",
+        help="write the transition graph (actions and their ordering edges) to FILE in "
+        "crm_simulate's dot format",
     )
     parser.add_argument(
         "-t",
@@ -156,6 +166,20 @@ def run(args: argparse.Namespace) -> int:
         scheduled.transition,
         scheduled.failures,
     )
+    graph = None
+    if args.json or args.save_dotfile:
+        graph = _graph(scheduled)
+        if isinstance(graph, int):
+            return graph
+    if args.save_dotfile and graph is not None:
+        try:
+            Path(args.save_dotfile).write_text(graph.to_dot())
+        except OSError as exc:
+            print(
+                f"hastack simulate: cannot write {args.save_dotfile}: {exc.strerror or exc}",
+                file=sys.stderr,
+            )
+            return 1
     after_cib = apply(cib, transition, failures, now)
     after = resource_states(after_cib, now=now)
     if args.save_output:
@@ -168,7 +192,8 @@ def run(args: argparse.Namespace) -> int:
             )
             return 1
     if args.json:
-        print(json.dumps(_as_json(cib, after, transition), indent=2))
+        document = _as_json(cib, after, transition, graph, scheduled.placement.final)
+        print(json.dumps(document, indent=2))
         return 0
     print("Current cluster status:")
     _print_state(cib, before)
@@ -187,6 +212,21 @@ def run(args: argparse.Namespace) -> int:
     print("\nRevised cluster status:")
     _print_state(after_cib, after)
     return 0
+
+
+def _graph(scheduled: Scheduled) -> Any:
+    """The transition's ordering graph, or the exit status after saying why there is none."""
+    from hastack.crm.graph import GraphCycle, order
+
+    try:
+        return order(scheduled.cib, scheduled.before, scheduled.placement, scheduled.transition)
+    except GraphCycle as exc:
+        print(
+            f"hastack simulate: {scheduled.cib.source.source}: the transition's {exc} "
+            "(a scheduler bug; please report it with this CIB)",
+            file=sys.stderr,
+        )
+        return EXIT_CYCLE
 
 
 def parts_text(parts: Any) -> str:
@@ -217,13 +257,39 @@ def _print_state(cib: Any, state: Any) -> None:
             print(f"  {e.id} ({agent}): {role} {e.node}")
 
 
-def _as_json(cib: Any, after: Any, transition: Any) -> dict[str, Any]:
+def _as_json(
+    cib: Any,
+    after: Any,
+    transition: Any,
+    graph: Any = None,
+    scheduled_final: Any = None,
+) -> dict[str, Any]:
     """The issue's format: final placement keyed by primitive id, each list sorted by node (a
-    stopped resource: an empty list), and the actions as crm_simulate's dot output names them."""
+    stopped resource: an empty list), the actions as crm_simulate's dot output names them, and
+    the ordering edges between them (``[before, after]`` pairs, sorted)."""
     placement: dict[str, list[dict[str, str]]] = {}
     for primitive in cib.all_primitives():
-        active = [e for e in after.of(primitive.id) if e.role.active]
-        placement[primitive.id] = [
-            {"node": e.node, "role": e.role.value} for e in sorted(active, key=lambda e: e.node)
-        ]
-    return {"placement": placement, "actions": sorted(a.name for a in transition.actions)}
+        entries = after.of(primitive.id)
+        # a globally-unique clone's instances each under their own name (rsc:N), as the
+        # scheduler placed them; an anonymous clone's together under the primitive's id
+        unique = sorted(
+            (k for k in (scheduled_final or {}) if k.startswith(f"{primitive.id}:")),
+            key=lambda k: (len(k), k),  # rsc:2 before rsc:10
+        )
+        keys = unique or [primitive.id]
+        for key in keys:
+            active = [
+                e
+                for e in entries
+                if e.role.active and not e.orphan and (key == primitive.id or e.id == key)
+            ]
+            placement[key] = [
+                {"node": e.node, "role": e.role.value} for e in sorted(active, key=lambda e: e.node)
+            ]
+    document: dict[str, Any] = {
+        "placement": placement,
+        "actions": sorted(a.name for a in transition.actions),
+    }
+    if graph is not None:
+        document["edges"] = [[before, after] for before, after in graph.edges]
+    return document

@@ -97,7 +97,8 @@ class Ordering:
     then_action: str
     mandatory: bool
     symmetrical: bool
-    any_of: str | None = None  # a require-all="false" set: one first of this set is enough
+    # require-all="false" (on a set, or a clone's order): one first of this set is enough
+    any_of: str | None = None
 
 
 def _score(text: str | None, default: int = 0) -> int:
@@ -198,7 +199,8 @@ def locations(cib: Cib) -> list[Location]:
                             rsc,
                             0,
                             rule=rule,
-                            role=_role(role),
+                            # (a rule may carry its own role)
+                            role=_role(rule.role or role),
                             discovery=c.resource_discovery,
                             re_groups=groups,
                         )
@@ -327,11 +329,23 @@ def orderings(cib: Cib) -> list[Ordering]:
         if not c.sets:
             first_action = c.first_action or "start"
             then_action = c.then_action or first_action
+            # require-all="false" (meant for clones): one started instance of first is enough
+            try:
+                require_all = parse_bool(c.require_all, True)
+            except ValueError:
+                require_all = True
             for first in _expand(c.first, known, tags):
                 for then in _expand(c.then, known, tags):
                     out.append(
                         Ordering(
-                            c.id, first, then, first_action, then_action, mandatory, symmetrical
+                            c.id,
+                            first,
+                            then,
+                            first_action,
+                            then_action,
+                            mandatory,
+                            symmetrical,
+                            any_of=None if require_all else c.id,
                         )
                     )
             continue

@@ -28,6 +28,7 @@ from hastack.crm.transition import Action, Cancel, Transition
 __all__ = ["OpFailure", "SimulationError", "apply", "fail_node", "parse_op_failure"]
 
 OCF_NOT_RUNNING = 7
+OCF_RUNNING_PROMOTED = 8
 DOWN = {"in_ccm": "false", "crmd": "offline", "join": "down"}
 
 
@@ -156,18 +157,29 @@ class _Recorder:
         resources[index] = replace(resources[index], ops=(*kept, op))
         self._store(node, resources)
 
-    def watches_stopped(self, rsc: str, interval_ms: int) -> bool:
-        """Whether the resource's monitor at this interval is a role="Stopped" one."""
+    def monitor_role(self, rsc: str, interval_ms: int) -> str | None:
+        """The role of the resource's recurring monitor at this interval (None: any)."""
         primitive = self.primitives.get(rsc.partition(":")[0])
         if primitive is None:
-            return False
+            return None
         for op in primitive.ops:
             try:
                 if op.name == "monitor" and op.interval_ms == interval_ms:
-                    return op.role == "Stopped"
+                    return {"Master": "Promoted", "Slave": "Unpromoted"}.get(op.role, op.role)
             except ValueError:
                 continue
-        return False
+        return None
+
+    def history_id(self, node: str, rsc: str) -> str:
+        """The id an operation of `rsc` is recorded under on `node`: an anonymous clone's
+        instance keeps the name its history there already has (``rsc:N`` in older CIBs)."""
+        resources = self.state(node).lrm_resources
+        if ":" in rsc or any(r.id == rsc for r in resources):
+            return rsc
+        instances = [r for r in resources if r.id.partition(":")[0] == rsc]
+        # the instance active there, when one is; else the one any history names
+        active = [r.id for r in instances if _active_entry(r)]
+        return (active or [r.id for r in instances] or [rsc])[0]
 
     def forget(self, node: str, rsc: str, op_key: str | None = None) -> None:
         """Remove a resource's whole history on a node, or one recurring operation of it."""
@@ -212,17 +224,24 @@ def _named(pair: NvPair, prefixes: tuple[str, ...]) -> bool:
     return any(name == p or name.startswith(p + "#") for p in prefixes)
 
 
+def _active_entry(resource: LrmResource) -> bool:
+    """Whether a history entry's newest recorded result leaves the resource running."""
+    if not resource.ops:
+        return False
+    newest = max(resource.ops, key=lambda o: o.call_id_int)
+    return newest.operation in ("start", "promote", "demote", "migrate_from") or (
+        newest.operation == "monitor" and newest.rc_code_int in (0, 8)
+    )
+
+
 def _is_active(cib: Cib, node: str, rsc: str) -> bool:
     """Whether a probe finds the resource running: its newest recorded result says so."""
     for state in cib.status:
         if state.uname != node:
             continue
         for r in state.lrm_resources:
-            if r.id == rsc and r.ops:
-                newest = max(r.ops, key=lambda o: o.call_id_int)
-                return newest.operation in ("start", "promote", "migrate_from") or (
-                    newest.operation == "monitor" and newest.rc_code_int in (0, 8)
-                )
+            if r.id == rsc:
+                return _active_entry(r)
     return False
 
 
@@ -234,7 +253,8 @@ def apply(
 ) -> Cib:
     """The CIB after every action of the transition ran, each succeeding unless ``failures``
     (by :attr:`OpFailure.key`) says otherwise. Fencing first, then the actions in the
-    transition's order of kinds: probes, cancels, migrations, stops, starts, monitors."""
+    transition's order of kinds: probes, cancels, migrations, demotions, stops, starts,
+    promotions, monitors. Clone notifications leave no trace in the status section."""
     failures = failures or {}
     rec = _Recorder(cib, now)
     rank = {
@@ -246,11 +266,13 @@ def apply(
         # a migration records its two halves before the source's stop, as the cluster runs it
         "migrate_to": 4,
         "migrate_from": 5,
-        "stop": 6,
-        "start": 7,
-        "reload-agent": 8,
-        "monitor": 9,
-        "do_shutdown": 10,
+        "demote": 6,
+        "stop": 7,
+        "start": 8,
+        "promote": 9,
+        "reload-agent": 10,
+        "monitor": 11,
+        "do_shutdown": 12,
     }
 
     def kind(a: Action) -> str:
@@ -260,7 +282,7 @@ def apply(
             return "probe"
         return a.task
 
-    for action in sorted(transition.actions, key=lambda a: (rank.get(kind(a), 11), a.name)):
+    for action in sorted(transition.actions, key=lambda a: (rank.get(kind(a), 13), a.name)):
         k, node, rsc = kind(action), action.node, action.rsc
         if k == "stonith":
             rec.fence(node)
@@ -268,7 +290,10 @@ def apply(
         if k == "do_shutdown":
             rec.shut_down(node)
             continue
+        if "_notify_" in k:
+            continue  # a clone notification changes no state and is not kept in the history
         assert rsc is not None
+        rsc = rec.history_id(node, rsc)
         if k == "cancel":
             rec.forget(node, rsc, f"{rsc}_{action.task}_{action.interval_ms}")
         elif k == "delete":
@@ -280,8 +305,10 @@ def apply(
             if k == "probe":
                 expected = OCF_NOT_RUNNING
                 rc = 0 if _is_active(cib, node, rsc) else OCF_NOT_RUNNING
-            elif k == "monitor" and rec.watches_stopped(rsc, action.interval_ms):
+            elif k == "monitor" and rec.monitor_role(rsc, action.interval_ms) == "Stopped":
                 expected = rc = OCF_NOT_RUNNING  # a role="Stopped" monitor: not running here
+            elif k == "monitor" and rec.monitor_role(rsc, action.interval_ms) == "Promoted":
+                expected = rc = OCF_RUNNING_PROMOTED  # what a promoted instance answers
             else:
                 expected, rc = 0, 0
             if failure is not None:

@@ -8,13 +8,17 @@ depend on one. What the scheduler does, as Pacemaker 2.1.5 does it (checked on t
 ``ticket-*`` cases of its regression corpus):
 
 * granted and not in standby: nothing; the constraint does not influence placement;
-* granted but in **standby**: the resources stop (or, with ``rsc-role="Promoted"``, are not
-  promoted) gracefully, whatever the ``loss-policy``;
+* granted but in **standby**: the resources are given up gracefully: they stop, or with
+  ``rsc-role="Promoted"`` they are demoted (unless ``loss-policy=stop``, which stops them),
+  and nothing is fenced or frozen;
 * **not granted** (revoked, or never granted — no ``ticket_state`` at all): the
   ``loss-policy`` decides — ``stop`` (the default) stops them; ``demote`` keeps a promotable
   resource from being promoted and stops any other; ``fence`` fences every node where one is
   active ("deadman ticket was lost"), which stops everything there; ``freeze`` leaves the
-  active ones where they are, untouched, and starts none.
+  active ones where they are, untouched, and starts none. With ``rsc-role="Promoted"``,
+  ``fence`` and ``freeze`` concern the promoted role only: the instances may still run
+  unpromoted, none is promoted, and only a node where one is promoted is fenced (or only a
+  promoted instance is frozen).
 
 :func:`ticket_losses` lists, per resource, the ticket constraints that hold it back now;
 :func:`ticket_fencing` the nodes to fence for them. The placement stage turns losses into
@@ -112,8 +116,8 @@ def ticket_losses(cib: Cib) -> list[TicketLoss]:
             policy = "stop"  # crm_verify reports it; the scheduler falls back to stopping
         for rsc, role in _resources(cib, constraint):
             action: LossAction
-            if granted:  # in standby: a graceful stop or demotion, whatever the policy
-                action = "demote" if role == "Promoted" else "stop"
+            if granted:  # in standby: given up gracefully
+                action = "demote" if role == "Promoted" and policy != "stop" else "stop"
             elif policy == "demote" and role != "Promoted":
                 action = "stop"  # only a promoted role can be given up by demoting
             else:

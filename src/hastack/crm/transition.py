@@ -28,11 +28,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 
 from hastack.crm.cib.model import Cib, Clone, Group, Primitive, flatten, parse_bool
 from hastack.crm.constraints import locations, orderings
 from hastack.crm.digest import changed_operations, node_checks_history
-from hastack.crm.placement import Placement, PlacementUnsupported
+from hastack.crm.placement import Placement
 from hastack.crm.state import ClusterState, ResourceState
 from hastack.crm.tickets import ticket_fencing
 
@@ -105,12 +106,10 @@ def plan(
     ``sanitized``: compare digests as crm_simulate does on a CIB whose private parameters
     were replaced (a change only there is not a change); a live cluster leaves it off.
 
-    Raises :class:`PlacementUnsupported` for a CIB with clones: their actions (instances,
-    promotion) are not planned yet, even where the placement stage already places them."""
-    for resource in cib.resources:
-        if isinstance(resource, Clone):
-            feature = "promotable clones" if resource.promotable else "clones"
-            raise PlacementUnsupported(f"the actions of {feature}", resource.id)
+    Clone instances are planned per instance: an anonymous clone's actions carry the
+    primitive's id (its instances are interchangeable), a globally-unique clone's the
+    instance's ``rsc:N``; promotable instances are promoted and demoted as their role in the
+    placement says."""
     options = cib.cluster_options()
     actions: list[Action] = []
     fenced: set[str] = set()
@@ -136,6 +135,7 @@ def plan(
                 fenced.add(name)
                 actions.append(Action(name, "stonith", reason=why))
     histories: dict[str, set[str]] = {}
+    op_names: dict[tuple[str, str], str] = {}  # (node, operation id) -> the operation it ran
     recurring: set[tuple[str, str, int]] = set()  # (node, rsc, interval) monitors in force
     for node_state in cib.status:
         if not node_state.uname:
@@ -143,6 +143,7 @@ def plan(
         histories[node_state.uname] = {r.id for r in node_state.lrm_resources}
         for lrm_rsc in node_state.lrm_resources:
             for op in lrm_rsc.ops:
+                op_names[(node_state.uname, op.id)] = op.operation or ""
                 # a recurring monitor recorded as done (not cancelled) is still running there
                 if op.operation == "monitor" and op.interval_ms > 0 and op.op_status_int == 0:
                     recurring.add((node_state.uname, lrm_rsc.id, op.interval_ms))
@@ -155,7 +156,30 @@ def plan(
     # with their templates applied, once for every stage below
     primitives = {p.id: cib.expand_template(p) for p in cib.all_primitives()}
 
+    clones = _clone_members(cib)
+    if clones:
+        # an anonymous clone's history is kept under rsc or rsc:N: both are the primitive
+        for node, lrm_id, interval in list(recurring):
+            base = lrm_id.partition(":")[0]
+            if base in clones:
+                recurring.add((node, base, interval))
+        for names in histories.values():
+            names.update(n.partition(":")[0] for n in list(names) if n.partition(":")[0] in clones)
     for rsc, primitive in primitives.items():
+        if rsc in clones:
+            actions += _clone_instances(
+                primitive,
+                state,
+                placement,
+                probe_nodes,
+                histories,
+                never,
+                exclusive,
+                fenced,
+                recurring,
+                op_names,
+            )
+            continue
         entries = state.of(rsc)
         for node in probe_nodes:
             here = [e for e in entries if e.node == node]
@@ -173,9 +197,11 @@ def plan(
         actions += _moves(primitive, meta, entries, placement, fenced, state, recurring)
         actions += _stopped_monitors(primitive, placement, probe_nodes, fenced, recurring)
 
+    actions = _unmigratable(cib, actions)
     actions += _agent_changes(cib, primitives, state, placement, fenced, actions)
     actions += _definition_changes(cib, primitives, state, placement, now, sanitized, actions)
     actions += _restarts(cib, primitives, state, placement, fenced, actions)
+    actions += _clone_notifications(cib, clones, state, placement, fenced, actions)
 
     still_running = {n for nodes in placement.final.values() for n in nodes}
     for name, node in sorted(state.nodes.items()):
@@ -269,6 +295,77 @@ def _definition_changes(
     return out
 
 
+def _unmigratable(cib: Cib, actions: list[Action]) -> list[Action]:
+    """A migration keeps a resource running while it moves, so it is possible only while
+    what it needs first stays put where it matters; otherwise the resource moves with a stop
+    and a start ("due to unrunnable X stop" in crm_simulate), which can make the next one
+    unmigratable in turn. As crm_simulate decides, on its corpus: a group member after an
+    earlier member that stops or starts; a resource ordered (mandatory, start then start)
+    after one that stops on the node it would migrate to, or after a clone whose instance
+    starts there."""
+    # then -> [(first, kind)], kind: "group" (an earlier member), "order" or "clone"
+    needs: dict[str, list[tuple[str, str]]] = {}
+    members: dict[str, list[str]] = {}  # a group or clone -> its primitives
+    cloned: set[str] = set()
+    for r in cib.resources:
+        inner = r.child if isinstance(r, Clone) else r
+        if isinstance(inner, Group):
+            members[r.id] = members[inner.id] = [c.id for c in inner.children]
+            if parse_bool(flatten(inner.meta).get("ordered"), True):
+                for before, later in pairwise(inner.children):
+                    needs.setdefault(later.id, []).append((before.id, "group"))
+        elif inner is not r:
+            members[r.id] = [inner.id]
+        if inner is not r:
+            cloned.update(members[r.id])
+    for o in orderings(cib):
+        if o.mandatory and o.first_action == "start" == o.then_action:
+            for then in members.get(o.then, [o.then]):
+                for first in members.get(o.first, [o.first]):
+                    needs.setdefault(then, []).append(
+                        (first, "clone" if first in cloned else "order")
+                    )
+    actions = list(actions)
+    changed = True
+    while changed:
+        changed = False
+        migrating = {a.rsc for a in actions if a.task == "migrate_to"}
+        done: dict[tuple[str, str], set[str]] = {}  # (primitive, task) -> nodes
+        for a in actions:
+            if a.task in ("stop", "start") and a.rsc not in migrating:
+                done.setdefault(((a.rsc or "").partition(":")[0], a.task), set()).add(a.node)
+        for rsc in sorted(migrating):
+            source = next(a.node for a in actions if a.rsc == rsc and a.task == "migrate_to")
+            target = next(a.node for a in actions if a.rsc == rsc and a.task == "migrate_from")
+
+            cause = next(
+                (f for f, kind in needs.get(rsc, ()) if _blocks_migration(done, f, kind, target)),
+                None,
+            )
+            if cause is None:
+                continue
+            why = f"{rsc} cannot migrate: {cause}, which it needs first, stops or starts"
+            actions = [a for a in actions if not (a.rsc == rsc and a.task.startswith("migrate"))]
+            actions = [a for a in actions if not (a.rsc == rsc and a.task == "stop")]
+            actions += [Action(source, "stop", rsc, 0, why), Action(target, "start", rsc, 0, why)]
+            changed = True
+            break
+    return actions
+
+
+def _blocks_migration(
+    done: Mapping[tuple[str, str], set[str]], first: str, kind: str, target: str
+) -> bool:
+    """Whether `first` (what a migrating resource needs first, see _unmigratable) moves in a
+    way that rules the migration to `target` out."""
+    stops, starts = done.get((first, "stop"), set()), done.get((first, "start"), set())
+    if kind == "group":
+        return bool(stops or starts)
+    if kind == "clone":
+        return target in starts
+    return target in stops
+
+
 def _restarts(
     cib: Cib,
     primitives: Mapping[str, Primitive],
@@ -280,47 +377,88 @@ def _restarts(
     """Stops and starts that mandatory orderings add: when a resource stops (to move, to
     recover, or for good) or starts, whatever must start after it (a mandatory, symmetrical
     ordering; a later member of an ordered group) and runs now stops first, and starts again
-    after it where it stays ("Restart ... due to required X start" in crm_simulate)."""
+    after it where it stays ("Restart ... due to required X start" in crm_simulate).
+
+    Clones count per node: what is ordered after a clone (and the later members of a cloned
+    group instance) restarts only on the node where the instance it follows changed, and not
+    at all with ``require-all="false"``; what a plain resource orders first restarts every
+    instance after it."""
     members: dict[str, list[str]] = {rsc: [rsc] for rsc in primitives}
-    edges: list[tuple[str, list[str], list[str]]] = []
-    for g in cib.resources:
-        if isinstance(g, Group):
-            members[g.id] = [c.id for c in g.children]
-            if parse_bool(flatten(g.meta).get("ordered"), True):
-                for before, after in zip(g.children, g.children[1:], strict=False):
-                    edges.append((f"group {g.id}", [before.id], [after.id]))
+    # (why, firsts, thens, per node)
+    edges: list[tuple[str, list[str], list[str], bool]] = []
+    for r in cib.resources:
+        inner = r.child if isinstance(r, Clone) else r
+        if isinstance(inner, Group):
+            members[inner.id] = [c.id for c in inner.children]
+            if parse_bool(flatten(inner.meta).get("ordered"), True):
+                for before, after in pairwise(inner.children):
+                    edges.append((f"group {inner.id}", [before.id], [after.id], inner is not r))
+        if isinstance(r, Clone):
+            members[r.id] = members[inner.id]
+    clone_ids = {r.id for r in cib.resources if isinstance(r, Clone)}
+    clone_min = {
+        r.id for r in cib.resources if isinstance(r, Clone) and flatten(r.meta).get("clone-min")
+    }
     for o in orderings(cib):
         if o.mandatory and o.symmetrical and o.first_action == "start" == o.then_action:
-            edges.append((f"order {o.id}", members.get(o.first, []), members.get(o.then, [])))
+            if o.any_of is not None or o.first in clone_min:
+                continue  # require-all="false" or clone-min: the instances that stay suffice
+            # what follows a clone follows the instance on its own node
+            per_node = o.first in clone_ids
+            edges.append(
+                (f"order {o.id}", members.get(o.first, []), members.get(o.then, []), per_node)
+            )
     added: list[Action] = []
     # a migration keeps the resource available throughout: nothing after it restarts
     migrating = {a.rsc for a in actions if a.task == "migrate_to"}
-    stopping = {a.rsc for a in actions if a.task in ("stop", "start")} - migrating
+    touched = {
+        ((a.rsc or "").partition(":")[0], a.node)
+        for a in actions
+        if a.task in ("stop", "start") and a.rsc not in migrating
+    }
     changed = True
     while changed:
         changed = False
-        for why, firsts, thens in edges:
-            cause = next((f for f in firsts if f in stopping), None)
-            if cause is None:
+        for why, firsts, thens, per_node in edges:
+            causes = {(f, node) for f, node in touched if f in firsts}
+            if not causes:
                 continue
+            cause = sorted(causes)[0][0]
             for then in thens:
-                if then in stopping or then not in primitives:
+                if then in migrating or then not in primitives:
                     continue
-                current = sorted({e.node for e in state.of(then) if e.role.active} - fenced)
-                if not current:
-                    continue
-                stopping.add(then)
-                changed = True
-                reason = f"{then} must stop before {cause} stops or starts ({why})"
-                added += [Action(node, "stop", then, 0, reason) for node in current]
-                for node in placement.final.get(then, ()):
-                    again = f"{then} starts again after {cause} ({why})"
-                    added.append(Action(node, "start", then, 0, again))
-                    added += [
-                        Action(node, "monitor", then, interval, again)
-                        for interval in _monitor_intervals(primitives[then])
-                    ]
+                running = [e for e in state.of(then) if e.role.active and e.node not in fenced]
+                for entry in running:
+                    if (then, entry.node) in touched:
+                        continue
+                    if per_node and not any(node == entry.node for _, node in causes):
+                        continue
+                    touched.add((then, entry.node))
+                    changed = True
+                    added += _restart_instance(primitives[then], entry, placement, cause, why)
     return added
+
+
+def _restart_instance(
+    primitive: Primitive, entry: ResourceState, placement: Placement, cause: str, why: str
+) -> list[Action]:
+    """Stop one running resource (or clone instance) and start it again where it stays."""
+    rsc, node = primitive.id, entry.node
+    name = rsc if rsc in placement.final else entry.id  # a unique clone's instance: rsc:N
+    out: list[Action] = []
+    stopping = f"{name} must stop before {cause} stops or starts ({why})"
+    if entry.role == "Promoted":
+        out.append(Action(node, "demote", name, 0, stopping))
+    out.append(Action(node, "stop", name, 0, stopping))
+    if node not in placement.final.get(name, ()):
+        return out
+    again = f"{name} starts again after {cause} ({why})"
+    out.append(Action(node, "start", name, 0, again))
+    role = placement.roles.get(name, {}).get(node, "Started")
+    if role == "Promoted":
+        out.append(Action(node, "promote", name, 0, again))
+    out += [Action(node, "monitor", name, i, again) for i in _role_monitors(primitive, role)]
+    return out
 
 
 def _moves(
@@ -378,6 +516,191 @@ def _moves(
     return out
 
 
+def _clone_members(cib: Cib) -> dict[str, Clone]:
+    """Primitive id -> the clone it is an instance of (directly or in a cloned group)."""
+    out: dict[str, Clone] = {}
+    for resource in cib.resources:
+        if isinstance(resource, Clone):
+            inner = resource.child.children if isinstance(resource.child, Group) else ()
+            for primitive in inner or (resource.child,):
+                out[primitive.id] = resource
+    return out
+
+
+def _instance_keys(rsc: str, placement: Placement, state: ClusterState) -> list[str]:
+    """The instances of a globally-unique clone's primitive (``rsc:N``, by number), as the
+    placement and the history name them; empty for an anonymous clone, whose instances the
+    placement gathers under ``rsc``."""
+    if rsc in placement.final:
+        return []
+    prefix = f"{rsc}:"
+    keys = {k for k in placement.assigned if k.startswith(prefix)}
+    keys |= {e.id for e in state.of(rsc) if e.id.startswith(prefix)}
+    return sorted(keys, key=lambda k: (len(k), k))
+
+
+def _clone_instances(
+    primitive: Primitive,
+    state: ClusterState,
+    placement: Placement,
+    probe_nodes: list[str],
+    histories: Mapping[str, set[str]],
+    never: set[tuple[str, str]],
+    exclusive: Mapping[str, set[str]],
+    fenced: set[str],
+    recurring: set[tuple[str, str, int]],
+    op_names: Mapping[tuple[str, str], str],
+) -> list[Action]:
+    """Probes, stops, starts, promotions, demotions and monitors of one cloned primitive."""
+    rsc = primitive.id
+    unique = _instance_keys(rsc, placement, state)
+    names = unique or [rsc]
+    out: list[Action] = []
+    for name in names:
+        entries = tuple(e for e in state.of(rsc) if not unique or e.id == name)
+        for node in probe_nodes:
+            here = [e for e in entries if e.node == node]
+            if any(e.pending != "monitor" or e.role.active for e in here):
+                continue
+            if not here and name in histories.get(node, set()):
+                continue
+            if (rsc, node) in never or (rsc in exclusive and node not in exclusive[rsc]):
+                continue
+            out.append(Action(node, "monitor", name, 0, f"state of {name} on {node} unknown"))
+        if rsc in placement.unmanaged or name in placement.unmanaged:
+            continue
+        final_roles = dict(placement.roles.get(name, {}))
+        for node in placement.final.get(name, ()):
+            final_roles.setdefault(node, "Started")
+        out += _instance_moves(primitive, name, entries, final_roles, fenced, recurring, op_names)
+    return out
+
+
+# the events clone notifications announce, in the order a transition runs them
+_NOTIFIED = ("demote", "stop", "start", "promote")
+
+
+def _clone_notifications(
+    cib: Cib,
+    clones: Mapping[str, Clone],
+    state: ClusterState,
+    placement: Placement,
+    fenced: set[str],
+    actions: list[Action],
+) -> list[Action]:
+    """The notifications of every clone with ``notify=true`` (see _notifications)."""
+    by_clone: dict[str, list[tuple[list[Action], set[tuple[str, str]]]]] = {}
+    for rsc, clone in clones.items():
+        meta = placement.meta.get(rsc, {})
+        if not parse_bool(meta.get("notify", flatten(clone.meta).get("notify"))):
+            continue
+        unique = bool(_instance_keys(rsc, placement, state))
+        running = {(e.id if unique else rsc, e.node) for e in state.of(rsc) if e.role.active}
+        # an instance on a node being fenced stops with it: an event, but nobody to tell there
+        implied = [
+            Action(node, "stop", name, 0, "fenced") for name, node in running if node in fenced
+        ]
+        mine = [a for a in actions if (a.rsc or "").partition(":")[0] == rsc]
+        active = {(name, node) for name, node in running if node not in fenced}
+        by_clone.setdefault(clone.id, []).append((mine + implied, active))
+    out: list[Action] = []
+    for members in by_clone.values():
+        out += _notifications(members)
+    return out
+
+
+def _notifications(members: list[tuple[list[Action], set[tuple[str, str]]]]) -> list[Action]:
+    """A clone with ``notify=true`` tells its instances before and after each kind of event
+    in the transition (the events run in the order demote, stop, start, promote; an event of
+    any member of a cloned group is the clone's): ``pre_notify_EVENT`` goes to every member
+    instance active before the event (on a node that is not being fenced),
+    ``post_notify_EVENT`` to every one active after it. `members`: each member primitive's
+    actions and its (instance, node) pairs active now."""
+    events = [t for t in _NOTIFIED if any(a.task == t for acts, _ in members for a in acts)]
+    out: list[Action] = []
+    for actions, active in members:
+        done = {t: {(a.rsc or "", a.node) for a in actions if a.task == t} for t in _NOTIFIED}
+        active = set(active)
+        for task in events:
+            before = set(active)
+            if task == "stop":
+                active -= done["stop"]
+            elif task == "start":
+                active |= done["start"]
+            for phase, targets in (("pre", before), ("post", active)):
+                for name, node in sorted(targets):
+                    why = f"{name} on {node} is told of the {task} of its clone's instances"
+                    out.append(Action(node, f"{phase}_notify_{task}", name, 0, why))
+    return out
+
+
+def _instance_moves(
+    primitive: Primitive,
+    name: str,
+    entries: tuple[ResourceState, ...],
+    final: Mapping[str, str],
+    fenced: set[str],
+    recurring: set[tuple[str, str, int]],
+    op_names: Mapping[tuple[str, str], str],
+) -> list[Action]:
+    """From the roles the instances have now (``entries``) to the roles the placement gives
+    them (``final``: node -> Started, Promoted or Unpromoted)."""
+    current = {e.node: str(e.role) for e in entries if e.role.active}
+    failed = {e.node for e in entries if e.failed}
+    for e in entries:
+        # a demote that failed is not tried again: the instance is stopped as it is
+        if e.failed and op_names.get((e.node, e.failed_op or "")) == "demote":
+            current[e.node] = "Unpromoted"
+    out: list[Action] = []
+    for node, role in sorted(current.items()):
+        if node in fenced:
+            continue  # the fencing stops it
+        stays = node in final and node not in failed
+        if role == "Promoted" and (not stays or final[node] != "Promoted"):
+            why = f"{name} is no longer promoted on {node}"
+            out.append(Action(node, "demote", name, 0, why))
+        if not stays:
+            why = f"{name} failed on {node}" if node in failed else f"{name} stops on {node}"
+            out.append(Action(node, "stop", name, 0, why))
+    for node, role in sorted(final.items()):
+        starts = node not in current or node in failed
+        if starts:
+            why = f"{name} recovers on {node}" if node in failed else f"{name} placed on {node}"
+            out.append(Action(node, "start", name, 0, why))
+        if role == "Promoted" and (starts or current.get(node) != "Promoted"):
+            out.append(Action(node, "promote", name, 0, f"{name} is promoted on {node}"))
+        changed = starts or current.get(node) != role
+        monitor_role = "Started" if role == "Started" else role
+        for interval in _role_monitors(primitive, monitor_role):
+            if changed or (node, name, interval) not in recurring:
+                why = f"{name} runs on {node} as {role}: monitor it"
+                out.append(Action(node, "monitor", name, interval, why))
+        if changed and not starts:
+            # the monitors of the role it leaves stop
+            old = current.get(node, "Started")
+            kept = set(_role_monitors(primitive, role))
+            for interval in _role_monitors(primitive, old):
+                if interval not in kept and (node, name, interval) in recurring:
+                    why = f"{name} leaves role {old} on {node}"
+                    out.append(Cancel(node, "monitor", name, interval, why))
+    return out
+
+
+def _role_monitors(primitive: Primitive, role: str) -> list[int]:
+    """The recurring monitors an instance in `role` runs. A plain instance (Started) runs
+    those for role Started and those without a role; a promotable one runs those for its
+    role (Promoted, or Unpromoted with the ones without a role), never the Started ones."""
+    if role == "Started":
+        return _monitor_intervals(primitive)
+    aliases = {"Promoted": ("Promoted", "Master"), "Unpromoted": ("Unpromoted", "Slave")}
+    out: list[int] = []
+    for alias in aliases.get(role, (role,)):
+        out += [i for i in _monitor_intervals(primitive, alias) if i not in out]
+    if role == "Unpromoted":
+        out += [i for i in _monitor_intervals(primitive, None) if i not in out]
+    return out
+
+
 def _stopped_monitors(
     primitive: Primitive,
     placement: Placement,
@@ -404,9 +727,18 @@ def _stopped_monitors(
     return out
 
 
-def _monitor_intervals(primitive: Primitive, role: str = "Started") -> list[int]:
-    """The enabled recurring monitors of a role (Started: also those without a role), in
-    milliseconds."""
+def _monitor_intervals(primitive: Primitive, role: str | None = "Started") -> list[int]:
+    """The enabled recurring monitors of a role (Started: also those without a role; None:
+    only those without a role), in milliseconds. Two monitors with the same interval
+    (whatever their roles) are a configuration error that Pacemaker resolves by scheduling
+    neither, and so does this."""
+    seen: list[int] = []
+    for op in primitive.ops:
+        if op.name == "monitor":
+            try:
+                seen.append(op.interval_ms)
+            except ValueError:
+                continue
     out: list[int] = []
     for op in primitive.ops:
         if op.name != "monitor":
@@ -419,7 +751,7 @@ def _monitor_intervals(primitive: Primitive, role: str = "Started") -> list[int]
             interval = op.interval_ms
         except ValueError:
             continue
-        if interval > 0 and interval not in out:
+        if interval > 0 and interval not in out and seen.count(interval) == 1:
             out.append(interval)
     return out
 
