@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -508,24 +508,32 @@ def compare_generated(seed: int, workdir: Path) -> list[str] | None:
     ]
 
 
-def test_generated_cibs_agree_with_crm_simulate(tmp_path: Path) -> None:
+def _generated_agreement(
+    compare_seed: Callable[[int, Path], list[str] | None], seeds: int, what: str, workdir: Path
+) -> float:
+    """Run crm_simulate and place() on `seeds` generated CIBs; print and return the rate."""
     if shutil.which("crm_simulate") is None:
         msg = "crm_simulate not installed; skipping the generated-CIB comparison"
         print(msg)
         pytest.skip(msg)
     compared = 0
     failures: dict[int, list[str]] = {}
-    for seed in range(GENERATED_SEEDS):
-        problems = compare_generated(seed, tmp_path)
+    for seed in range(seeds):
+        problems = compare_seed(seed, workdir)
         if problems is None:
             continue
         compared += 1
         if problems:
             failures[seed] = problems
     rate = (compared - len(failures)) / compared
-    print(f"generated-CIB agreement: {compared - len(failures)}/{compared} = {rate:.1%}")
+    print(f"{what} agreement: {compared - len(failures)}/{compared} = {rate:.1%}")
     for seed, problems in sorted(failures.items()):
         print(f"  seed {seed}: {'; '.join(problems[:3])}")
+    return rate
+
+
+def test_generated_cibs_agree_with_crm_simulate(tmp_path: Path) -> None:
+    rate = _generated_agreement(compare_generated, GENERATED_SEEDS, "generated-CIB", tmp_path)
     assert rate >= MIN_GENERATED_AGREEMENT
 
 
@@ -713,23 +721,9 @@ def compare_generated_clones(seed: int, workdir: Path) -> list[str] | None:
 
 
 def test_generated_clone_cibs_agree_with_crm_simulate(tmp_path: Path) -> None:
-    if shutil.which("crm_simulate") is None:
-        msg = "crm_simulate not installed; skipping the generated-CIB comparison"
-        print(msg)
-        pytest.skip(msg)
-    compared = 0
-    failures: dict[int, list[str]] = {}
-    for seed in range(GENERATED_CLONE_SEEDS):
-        problems = compare_generated_clones(seed, tmp_path)
-        if problems is None:
-            continue
-        compared += 1
-        if problems:
-            failures[seed] = problems
-    rate = (compared - len(failures)) / compared
-    print(f"generated clone-CIB agreement: {compared - len(failures)}/{compared} = {rate:.1%}")
-    for seed, problems in sorted(failures.items()):
-        print(f"  seed {seed}: {'; '.join(problems[:3])}")
+    rate = _generated_agreement(
+        compare_generated_clones, GENERATED_CLONE_SEEDS, "generated clone-CIB", tmp_path
+    )
     assert rate >= MIN_GENERATED_CLONE_AGREEMENT
 
 

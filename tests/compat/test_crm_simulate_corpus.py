@@ -26,10 +26,11 @@ from test_crm_placement_corpus import (
     parse_revised_roles,
 )
 
+from hastack.crm.cib.model import Cib
 from hastack.crm.cib.xml import read_cib
-from hastack.crm.placement import PlacementUnsupported, place
+from hastack.crm.placement import Placement, PlacementUnsupported, place
 from hastack.crm.simulate import apply
-from hastack.crm.state import resource_states
+from hastack.crm.state import ClusterState, resource_states
 from hastack.crm.transition import plan
 
 # Measured on the 2.1.5 corpus: 320 of 323 cases agree (99.1%); the floor keeps it there.
@@ -40,9 +41,9 @@ MIN_CLONE_AGREEMENT = 0.93
 MIN_TICKET_AGREEMENT = 0.98
 
 
-def revised_differences(name: str) -> dict[str, tuple[list[str], list[str]]] | None:
-    """Primitive -> (crm_simulate's nodes, ours) where the state after the transition
-    differs; None when the case is out of scope."""
+def _after(name: str) -> tuple[Cib, Placement, ClusterState] | None:
+    """The whole scheduler on one case, then its transition applied: the CIB, the placement
+    and the state after; None when the case is out of scope."""
     cib = read_cib(CORPUS / "xml" / f"{name}.xml")
     now = _run_time(name, "execution-date" in cib.extra)
     before = resource_states(cib, now=now)
@@ -51,7 +52,16 @@ def revised_differences(name: str) -> dict[str, tuple[list[str], list[str]]] | N
         transition = plan(cib, before, placement, now, sanitized=True)
     except PlacementUnsupported:
         return None
-    after = resource_states(apply(cib, transition, None, now), now=now)
+    return cib, placement, resource_states(apply(cib, transition, None, now), now=now)
+
+
+def revised_differences(name: str) -> dict[str, tuple[list[str], list[str]]] | None:
+    """Primitive -> (crm_simulate's nodes, ours) where the state after the transition
+    differs; None when the case is out of scope."""
+    done = _after(name)
+    if done is None:
+        return None
+    cib, _, after = done
     ours: dict[str, set[str]] = {}
     for entry in after.resources:
         if entry.role.active and not entry.orphan:
@@ -68,15 +78,10 @@ def revised_role_differences(name: str) -> dict[str, tuple[list[str], list[str]]
     """For the cases with clones: resource -> (crm_simulate's node:role pairs, ours) after
     the transition, an anonymous clone's instances gathered under its primitive, a
     globally-unique clone's under ``rsc:N``, as the summary shows them."""
-    cib = read_cib(CORPUS / "xml" / f"{name}.xml")
-    now = _run_time(name, "execution-date" in cib.extra)
-    before = resource_states(cib, now=now)
-    try:
-        placement = place(cib, before, now=now)
-        transition = plan(cib, before, placement, now, sanitized=True)
-    except PlacementUnsupported:
+    done = _after(name)
+    if done is None:
         return None
-    after = resource_states(apply(cib, transition, None, now), now=now)
+    cib, placement, after = done
     ours: dict[str, dict[str, str]] = {}
     for entry in after.resources:
         if entry.role.active and not entry.orphan:

@@ -1475,6 +1475,19 @@ class _Scheduler:
 
     # -- clones ----------------------------------------------------------------------------
 
+    def _dependent_preferences(self, clone: _Res, col: _Coloc) -> dict[str, int]:
+        """The clone's node scores with the positive preferences of a resource colocated
+        with it added, scaled by the colocation's score."""
+        return self._merge(
+            col.dependent,
+            clone.id,
+            clone.allowed,
+            col.node_attribute,
+            col.score / INFINITY,
+            True,
+            positive=True,
+        )
+
     def _assign_clone(self, clone: _Res) -> None:
         """pcmk__clone_allocate: assign what the clone is colocated with first, gather the
         preferences of what is colocated with it (only positive ones count), then give the
@@ -1488,15 +1501,7 @@ class _Scheduler:
             if not self._has_influence(col):
                 continue
             before = dict(clone.allowed)
-            clone.allowed = self._merge(
-                col.dependent,
-                clone.id,
-                clone.allowed,
-                col.node_attribute,
-                col.score / INFINITY,
-                True,
-                positive=True,
-            )
+            clone.allowed = self._dependent_preferences(clone, col)
             what = f"colocation {col.id}: {col.dependent.id}'s preferences"
             for node in sorted(clone.allowed):
                 if before.get(node) != clone.allowed[node]:
@@ -1690,15 +1695,7 @@ class _Scheduler:
                 )
         for col in clone.with_this:
             if self._has_influence(col) and col.primary_role == "Promoted":
-                clone.allowed = self._merge(
-                    col.dependent,
-                    clone.id,
-                    clone.allowed,
-                    col.node_attribute,
-                    col.score / INFINITY,
-                    True,
-                    positive=True,
-                )
+                clone.allowed = self._dependent_preferences(clone, col)
         for inst in clone.children:
             chosen = self._node_of(inst)
             if not all(p.managed for p in inst.primitives()) and inst.role_now == "Promoted":
