@@ -191,9 +191,10 @@ def plan(
             if (rsc, node) in never or (rsc in exclusive and node not in exclusive[rsc]):
                 continue
             actions.append(Action(node, "monitor", rsc, 0, f"state of {rsc} on {node} unknown"))
-        if rsc in placement.unmanaged:
-            continue
         meta = placement.meta.get(rsc, {})
+        if rsc in placement.unmanaged:
+            actions += _unmanaged_monitors(primitive, meta, entries, state, fenced, recurring)
+            continue
         actions += _moves(primitive, meta, entries, placement, fenced, state, recurring)
         actions += _stopped_monitors(primitive, placement, probe_nodes, fenced, recurring)
 
@@ -698,6 +699,34 @@ def _role_monitors(primitive: Primitive, role: str) -> list[int]:
         out += [i for i in _monitor_intervals(primitive, alias) if i not in out]
     if role == "Unpromoted":
         out += [i for i in _monitor_intervals(primitive, None) if i not in out]
+    return out
+
+
+def _unmanaged_monitors(
+    primitive: Primitive,
+    meta: Mapping[str, str],
+    entries: tuple[ResourceState, ...],
+    state: ClusterState,
+    fenced: set[str],
+    recurring: set[tuple[str, str, int]],
+) -> list[Action]:
+    """An unmanaged resource is neither started nor stopped, but still watched: its
+    recurring monitors run where it is active, as Pacemaker schedules them, unless it is in
+    maintenance (the resource's, its node's or the cluster's), which suspends monitoring."""
+    if parse_bool(meta.get("maintenance")) or state.maintenance_mode:
+        return []
+    rsc = primitive.id
+    out: list[Action] = []
+    for e in entries:
+        node = state.nodes.get(e.node)
+        if not e.role.active or e.failed or e.node in fenced or node is None:
+            continue
+        if node.maintenance or not node.online:
+            continue
+        for interval in _monitor_intervals(primitive):
+            if (e.node, rsc, interval) not in recurring:
+                why = f"{rsc} is unmanaged but still watched on {e.node}"
+                out.append(Action(e.node, "monitor", rsc, interval, why))
     return out
 
 
