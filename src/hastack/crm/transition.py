@@ -181,16 +181,7 @@ def plan(
             )
             continue
         entries = state.of(rsc)
-        for node in probe_nodes:
-            here = [e for e in entries if e.node == node]
-            # a probe still in flight has not told anything yet
-            if any(e.pending != "monitor" or e.role.active for e in here):
-                continue
-            if not here and rsc in histories.get(node, set()):
-                continue
-            if (rsc, node) in never or (rsc in exclusive and node not in exclusive[rsc]):
-                continue
-            actions.append(Action(node, "monitor", rsc, 0, f"state of {rsc} on {node} unknown"))
+        actions += _probes(rsc, rsc, entries, probe_nodes, histories, never, exclusive)
         meta = placement.meta.get(rsc, {})
         if rsc in placement.unmanaged:
             actions += _unmanaged_monitors(primitive, meta, entries, state, fenced, recurring)
@@ -517,6 +508,32 @@ def _moves(
     return out
 
 
+def _probes(
+    name: str,
+    rsc: str,
+    entries: tuple[ResourceState, ...],
+    probe_nodes: list[str],
+    histories: Mapping[str, set[str]],
+    never: set[tuple[str, str]],
+    exclusive: Mapping[str, set[str]],
+) -> list[Action]:
+    """A probe of `name` (a primitive, or a globally-unique clone's instance of primitive
+    `rsc`) on every node where its state is unknown: no history there, unless discovery is
+    off for that node."""
+    out: list[Action] = []
+    for node in probe_nodes:
+        here = [e for e in entries if e.node == node]
+        # a probe still in flight has not told anything yet
+        if any(e.pending != "monitor" or e.role.active for e in here):
+            continue
+        if not here and name in histories.get(node, set()):
+            continue
+        if (rsc, node) in never or (rsc in exclusive and node not in exclusive[rsc]):
+            continue
+        out.append(Action(node, "monitor", name, 0, f"state of {name} on {node} unknown"))
+    return out
+
+
 def _clone_members(cib: Cib) -> dict[str, Clone]:
     """Primitive id -> the clone it is an instance of (directly or in a cloned group)."""
     out: dict[str, Clone] = {}
@@ -559,15 +576,7 @@ def _clone_instances(
     out: list[Action] = []
     for name in names:
         entries = tuple(e for e in state.of(rsc) if not unique or e.id == name)
-        for node in probe_nodes:
-            here = [e for e in entries if e.node == node]
-            if any(e.pending != "monitor" or e.role.active for e in here):
-                continue
-            if not here and name in histories.get(node, set()):
-                continue
-            if (rsc, node) in never or (rsc in exclusive and node not in exclusive[rsc]):
-                continue
-            out.append(Action(node, "monitor", name, 0, f"state of {name} on {node} unknown"))
+        out += _probes(name, rsc, entries, probe_nodes, histories, never, exclusive)
         if rsc in placement.unmanaged or name in placement.unmanaged:
             continue
         final_roles = dict(placement.roles.get(name, {}))
