@@ -680,8 +680,7 @@ def _instance_moves(
         if role == "Promoted" and (starts or current.get(node) != "Promoted"):
             out.append(Action(node, "promote", name, 0, f"{name} is promoted on {node}"))
         changed = starts or current.get(node) != role
-        monitor_role = "Started" if role == "Started" else role
-        for interval in _role_monitors(primitive, monitor_role):
+        for interval in _role_monitors(primitive, role):
             if changed or (node, name, interval) not in recurring:
                 why = f"{name} runs on {node} as {role}: monitor it"
                 out.append(Action(node, "monitor", name, interval, why))
