@@ -55,16 +55,20 @@ class UdpEndpoint(LinkEndpoint):
         return self.sock.getsockname()[:2] if self.sock else None
 
     def send(self, data: bytes) -> None:
-        if self.sock is None:
+        sock = self.sock
+        if sock is None:
             return
-        for destination in self.destinations:
+        sent = 0
+        sendto = sock.sendto
+        for destination in self.destinations:  # (with ucast, one per peer every round)
             try:
-                self.sock.sendto(data, destination)
+                sendto(data, destination)
             except OSError as exc:  # ENETUNREACH, EPERM (firewall), EAGAIN (full queue), ...
                 self.send_errors.record(self.name, exc, destination=destination[0])
             else:
-                self.stats.tx += 1
-                self.stats.tx_bytes += len(data)
+                sent += 1
+        self.stats.tx += sent
+        self.stats.tx_bytes += sent * len(data)
 
     def drain(self) -> list[tuple[float | None, bytes]]:
         sock = self.sock
