@@ -270,11 +270,15 @@ MIN_CLONE_AGREEMENT = 0.95
 MIN_CLONE_SCORE_AGREEMENT = 0.87
 
 
-def test_clone_placement_and_scores_agreement() -> None:
+def _need_corpus() -> None:
     if not (CORPUS / "xml").is_dir():
         msg = f"corpus not found at {CORPUS}; skipping the crm_simulate comparison"
         print(msg)
         pytest.skip(msg)
+
+
+def test_clone_placement_and_scores_agreement() -> None:
+    _need_corpus()
     # (the cases without clones are test_final_placement_and_scores_agreement's)
     place_rate, score_rate = _agreement(_clone_cases(), "with clones:")
     assert place_rate >= MIN_CLONE_AGREEMENT
@@ -288,20 +292,14 @@ MIN_TICKET_SCORE_AGREEMENT = 0.95
 
 
 def test_ticket_placement_and_scores_agreement() -> None:
-    if not (CORPUS / "xml").is_dir():
-        msg = f"corpus not found at {CORPUS}; skipping the crm_simulate comparison"
-        print(msg)
-        pytest.skip(msg)
+    _need_corpus()
     place_rate, score_rate = _agreement(_ticket_cases(), "with tickets:")
     assert place_rate >= MIN_TICKET_AGREEMENT
     assert score_rate >= MIN_TICKET_SCORE_AGREEMENT
 
 
 def test_final_placement_and_scores_agreement() -> None:
-    if not (CORPUS / "xml").is_dir():
-        msg = f"corpus not found at {CORPUS}; skipping the crm_simulate comparison"
-        print(msg)
-        pytest.skip(msg)
+    _need_corpus()
     place_rate, score_rate = _agreement(_cases(), "without clones:")
     assert place_rate >= MIN_AGREEMENT
     assert score_rate >= MIN_SCORE_AGREEMENT
