@@ -130,10 +130,16 @@ def _section(root: etree._Element, name: str, *, create: bool = False) -> etree.
     return found
 
 
-def _describe(element: etree._Element) -> str:
+def _tag(element: etree._Element) -> str:
+    """``<primitive id="db">``: how messages name an element."""
     ident = element.get("id")
+    return f'<{element.tag} id="{ident}">' if ident else f"<{element.tag}>"
+
+
+def _describe(element: etree._Element) -> str:
+    """The element and, when it came from the file, its line."""
     where = f" at line {element.sourceline}" if element.sourceline else ""
-    return (f'<{element.tag} id="{ident}">' if ident else f"<{element.tag}>") + where
+    return _tag(element) + where
 
 
 def _by_id(root: etree._Element, ident: str, tag: str | None = None) -> list[etree._Element]:
@@ -222,7 +228,7 @@ def create(doc: etree._Element, scope: str, fragment: etree._Element) -> str:
     elif fragment.get("id") is not None and _by_id(section, fragment.get("id"), fragment.tag):
         raise EditError(f"cannot create {_describe(fragment)}: it exists already in <{scope}>")
     section.append(copy.deepcopy(fragment))
-    return f"created {_describe(fragment).split(' at ')[0]} in <{scope}>"
+    return f"created {_tag(fragment)} in <{scope}>"
 
 
 def _merge(target: etree._Element, fragment: etree._Element) -> None:
@@ -253,7 +259,7 @@ def modify(doc: etree._Element, fragment: etree._Element) -> str:
     root = _root_of(doc)
     target = _target(root, fragment)
     _merge(target, fragment)
-    return f"modified {_describe(target).split(' at ')[0]}"
+    return f"modified {_tag(target)}"
 
 
 def replace(doc: etree._Element, fragment: etree._Element) -> str:
@@ -268,7 +274,7 @@ def replace(doc: etree._Element, fragment: etree._Element) -> str:
     new = copy.deepcopy(fragment)
     new.tail = target.tail
     parent.replace(target, new)
-    return f"replaced {_describe(fragment).split(' at ')[0]}"
+    return f"replaced {_tag(fragment)}"
 
 
 def _references(root: etree._Element, ident: str) -> list[etree._Element]:
@@ -339,7 +345,7 @@ def delete(
         parent = element.getparent()
         if parent is not None:
             parent.remove(element)
-    what = ", ".join(_describe(e).split(" at ")[0] for e in removed)
+    what = ", ".join(_tag(e) for e in removed)
     return f"deleted {what}"
 
 
