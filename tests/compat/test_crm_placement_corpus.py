@@ -488,11 +488,9 @@ def _name(seed: int | random.Random) -> str:
     return str(seed) if isinstance(seed, int) else f"h{id(seed)}"
 
 
-def compare_generated(seed: int | random.Random, workdir: Path) -> list[str] | None:
-    """Differences between place() and crm_simulate on one generated CIB; None when
-    crm_simulate could not complete the transition (then there is nothing to compare)."""
-    path = workdir / f"generated-{_name(seed)}.xml"
-    path.write_text(generate_cib(seed))
+def _simulated(path: Path) -> str | None:
+    """crm_simulate -S's summary of one CIB file; None when its own simulated transition
+    fails (then there is nothing to compare)."""
     out = subprocess.run(
         ["crm_simulate", "-x", str(path), "-S"],
         capture_output=True,
@@ -504,7 +502,18 @@ def compare_generated(seed: int | random.Random, workdir: Path) -> list[str] | N
     text = out.stdout + out.stderr
     if "Revised Cluster Status" not in out.stdout or "Transition failed" in text:
         return None
-    theirs = parse_revised(out.stdout)
+    return out.stdout
+
+
+def compare_generated(seed: int | random.Random, workdir: Path) -> list[str] | None:
+    """Differences between place() and crm_simulate on one generated CIB; None when
+    crm_simulate could not complete the transition (then there is nothing to compare)."""
+    path = workdir / f"generated-{_name(seed)}.xml"
+    path.write_text(generate_cib(seed))
+    summary = _simulated(path)
+    if summary is None:
+        return None
+    theirs = parse_revised(summary)
     cib = read_cib(path)
     result = place(cib, resource_states(cib))
     return [
@@ -722,19 +731,11 @@ def compare_generated_clones(seed: int | random.Random, workdir: Path) -> list[s
     with clones; None when crm_simulate could not complete the transition."""
     path = workdir / f"generated-clones-{_name(seed)}.xml"
     path.write_text(generate_clone_cib(seed))
-    out = subprocess.run(
-        ["crm_simulate", "-x", str(path), "-S"],
-        capture_output=True,
-        text=True,
-        env={"LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-        timeout=60,
-        check=False,
-    )
-    text = out.stdout + out.stderr
-    if "Revised Cluster Status" not in out.stdout or "Transition failed" in text:
+    summary = _simulated(path)
+    if summary is None:
         return None
     cib = read_cib(path)
-    theirs = parse_revised_roles(out.stdout, _members(cib))
+    theirs = parse_revised_roles(summary, _members(cib))
     result = place(cib, resource_states(cib))
     return [
         f"{path.name}: {rsc}: expected {sorted(theirs.get(rsc, {}).items())}, "
