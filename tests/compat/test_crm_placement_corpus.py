@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from lxml import etree
 
 from hastack.crm.cib.model import Cib, Clone, Group, parse_score
 from hastack.crm.cib.xml import read_cib
@@ -258,16 +259,15 @@ def _agreement(cases: list[str], label: str) -> tuple[float, float]:
 
 
 # Measured on the 2.1.5 corpus's cases with clones and promotable clones (268 compared): the
-# final placement and roles agree in 260 (97.0%), the allocation scores of every primitive and
-# instance in 239 (89.2%; most differences are which instance number goes to which node).
+# final placement and roles agree in 261 (97.4%), the allocation scores of every primitive and
+# instance in 252 (94.0%; 239 before instances were ordered as pcmk__cmp_instance does: most
+# differences left are which instance number goes to which node).
 # Known placement differences: crm_simulate hides a clone whose instance failed to stop on an
 # unclean node (stop-failure-no-fencing, stop-failure-no-quorum); its simulated history leaves
-# a moved instance on both nodes (inc6) or a pending start started (764); utilization
-# placement with clones (load-stopped-loop, load-stopped-loop-2, params-6); and a group
-# colocated with a promoted role that no instance gets, led by an unmanaged member
-# (colocate-unmanaged-group).
+# a moved instance on both nodes (inc6) or a pending start started (764); and utilization
+# placement with clones (load-stopped-loop, load-stopped-loop-2, params-6).
 MIN_CLONE_AGREEMENT = 0.95
-MIN_CLONE_SCORE_AGREEMENT = 0.87
+MIN_CLONE_SCORE_AGREEMENT = 0.92
 
 
 def _need_corpus() -> None:
@@ -286,9 +286,10 @@ def test_clone_placement_and_scores_agreement() -> None:
 
 
 # Measured on the 2.1.5 corpus's cases with tickets (115, clones and promotable clones among
-# them): the final placement agrees in 115 (100%), the allocation scores in 113 (98.3%).
+# them): the final placement agrees in 115 (100%), the allocation scores in 115 (100%; 113
+# before instances were ordered as pcmk__cmp_instance does).
 MIN_TICKET_AGREEMENT = 0.98
-MIN_TICKET_SCORE_AGREEMENT = 0.95
+MIN_TICKET_SCORE_AGREEMENT = 0.97
 
 
 def test_ticket_placement_and_scores_agreement() -> None:
@@ -488,21 +489,50 @@ def _name(seed: int | random.Random) -> str:
     return str(seed) if isinstance(seed, int) else f"h{id(seed)}"
 
 
-def _simulated(path: Path) -> str | None:
-    """crm_simulate -S's summary of one CIB file; None when its own simulated transition
-    fails (then there is nothing to compare)."""
-    out = subprocess.run(
-        ["crm_simulate", "-x", str(path), "-S"],
-        capture_output=True,
-        text=True,
-        env={"LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-        timeout=60,
-        check=False,
-    )
+CRM_ENV = {"LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+
+
+def _simulated(path: Path, saved: Path | None = None) -> str | None:
+    """crm_simulate -S's summary of one CIB file (and its CIB after the simulated transition
+    written to ``saved``); None when its own simulated transition fails (then there is
+    nothing to compare)."""
+    argv = ["crm_simulate", "-x", str(path), "-S"]
+    if saved is not None:
+        argv += ["-O", str(saved)]
+    out = subprocess.run(argv, capture_output=True, text=True, env=CRM_ENV, timeout=60, check=False)
     text = out.stdout + out.stderr
     if "Revised Cluster Status" not in out.stdout or "Transition failed" in text:
         return None
     return out.stdout
+
+
+def _simulated_without_cancels(path: Path) -> str | None:
+    """Like _simulated, but the revised status is crm_simulate's status of its own resulting
+    CIB once the "cancel" entries its simulation writes into the operation history are taken
+    out. A real cluster never records a cancel there (the controller deletes the recurring
+    operation instead); crm_simulate records one, successful and newest, when it cancels a
+    failed recurring monitor, and that entry makes an instance it stopped look running still
+    (a recovered instance then shows on two nodes). The plan is crm_simulate's unchanged."""
+    saved = path.with_suffix(".out.xml")
+    if _simulated(path, saved) is None:
+        return None
+    root = etree.parse(str(saved)).getroot()
+    for op in list(root.iter("lrm_rsc_op")):
+        if op.get("operation") == "cancel":
+            op.getparent().remove(op)
+    cleaned = path.with_suffix(".nocancel.xml")
+    cleaned.write_bytes(etree.tostring(root))
+    out = subprocess.run(
+        ["crm_simulate", "-x", str(cleaned)],
+        capture_output=True,
+        text=True,
+        env=CRM_ENV,
+        timeout=60,
+        check=False,
+    )
+    if "Current cluster status:" not in out.stdout:
+        return None
+    return out.stdout.replace("Current cluster status:", "Revised Cluster Status:", 1)
 
 
 def compare_generated(seed: int | random.Random, workdir: Path) -> list[str] | None:
@@ -568,15 +598,16 @@ def test_generated_cibs_agree_with_crm_simulate(tmp_path: Path) -> None:
 
 # --- generated CIBs with clones ----------------------------------------------------------
 
-# Measured on 200 CIBs drawn by hypothesis (2-6 nodes): 153 of the 199 crm_simulate could
-# simulate agree (76.9%). Hypothesis's draws push the generator to its corners (every
-# option at once: promotable and globally-unique clones of groups with every constraint
-# kind), where placement still differs: NOT YET the issue's 95%. With plain seeded draws of the
-# same generator (2-5 nodes) 177 of 181 agree (97.8%; the four differences are crm_simulate's
-# execution of its own plan: a failed instance whose recovery or stop it does not carry out,
-# and two instances of one anonymous cloned group on one node).
+# Measured on 200 CIBs drawn by hypothesis (2-6 nodes): all 199 that crm_simulate could
+# simulate agree (100%), and 282 of 283 plain seeded draws of the same generator. The
+# comparison is with crm_simulate's status of its own resulting CIB, less the "cancel" entries
+# its simulation injects into the history (see _simulated_without_cancels); against its raw
+# "Revised Cluster Status" 160 of the 199 agree, every one of the 39 others that artifact
+# (a stopped or moved instance shown running where it was). Before the instance order, the
+# order of a clone's colocations on its instances, promoted roles on a shared node, group
+# re-promotion and clone-with-clone blocking were fixed: 173 of 199.
 GENERATED_CLONE_SEEDS = 200
-MIN_GENERATED_CLONE_AGREEMENT = 0.74
+MIN_GENERATED_CLONE_AGREEMENT = 0.97
 _UUID = "6f6f6f6f-6f6f-6f6f-6f6f-6f6f6f6f6f6f"
 
 
@@ -731,7 +762,7 @@ def compare_generated_clones(seed: int | random.Random, workdir: Path) -> list[s
     with clones; None when crm_simulate could not complete the transition."""
     path = workdir / f"generated-clones-{_name(seed)}.xml"
     path.write_text(generate_clone_cib(seed))
-    summary = _simulated(path)
+    summary = _simulated_without_cancels(path)
     if summary is None:
         return None
     cib = read_cib(path)

@@ -320,3 +320,142 @@ def test_promotion_waits_for_what_the_promoted_role_is_colocated_with() -> None:
     assert p.final["db"] == ()
     # the promotion is planned where db was placed, but cannot happen: all stay unpromoted
     assert set(p.roles["st"].values()) == {"Unpromoted"}
+
+
+# --- checked against crm_simulate 2.1.5 (the plans of these very CIBs) ------------------------
+
+
+def _history(rid: str, ops: list[tuple[str, int]], call: int = 10) -> str:
+    """A raw ``lrm_resource`` with the operations (name, rc) in order; monitors recur."""
+    body = ""
+    for op, rc in ops:
+        call += 1
+        interval = "10000" if op == "monitor" else "0"
+        key = f"{rid}_{op}_{interval}"
+        body += (
+            f'<lrm_rsc_op id="{key}" operation_key="{key}" operation="{op}" '
+            f'interval="{interval}" call-id="{call}" rc-code="{rc}" op-status="0" '
+            f'transition-key="{call}:1:0:abc" transition-magic="0:{rc};{call}:1:0:abc" '
+            'last-rc-change="1000" op-digest="f2317cad3d54cec5d7d7aa7d0bf35cf8"/>'
+        )
+    return (
+        f'<lrm_resource id="{rid}" class="ocf" provider="pacemaker" type="Dummy">{body}'
+        "</lrm_resource>"
+    )
+
+
+_GROUP = '<group id="g">' + _prim("m1") + _prim("m2") + "</group>"
+_STARTED = _history("m1", [("start", 0)]) + _history("m2", [("start", 0)], 20)
+
+
+def test_location_scores_do_not_order_clone_instances() -> None:
+    # Two active instances of a promotable cloned group with equal promotion priorities, on
+    # node1 (g:0) and node3 (g:1), node3 preferred. Pacemaker 2.1.5 orders instances by
+    # colocations only (then by number), not by their location scores or stickiness: g:0
+    # goes first, wants to stay on node1 but node3 is better, and (a group's assignment
+    # cannot be taken back) moves there uncounted; g:1 stays on node3 and is promoted; g:2
+    # gets node1. crm_simulate: "Move m1:0 (node1 -> node3 Unpromoted)", "Promote m1:1
+    # (Unpromoted -> Promoted node3)", "Start m1:2 (node1)".
+    p = _cib(
+        _clone("cl", _GROUP, "promotable=true"),
+        _loc("cl", "node3", "50"),
+        history={"node1": _STARTED, "node3": _STARTED},
+        transient={
+            "node1": '<nvpair id="m-n1" name="master-m1" value="10"/>',
+            "node3": '<nvpair id="m-n3" name="master-m1" value="10"/>',
+        },
+    )
+    assert p.assigned["m1:0"] == p.assigned["m2:0"] == "node3"
+    assert p.assigned["m1:1"] == "node3"
+    assert p.assigned["m1:2"] == p.assigned["m2:2"] == "node1"
+    assert p.roles["m1"] == {"node1": "Unpromoted", "node3": "Promoted"}
+
+
+def test_a_promoted_instance_makes_its_node_promoted_when_two_share_it() -> None:
+    # As above, promotable, with the promoted role preferred on node3: g:0 (first by its
+    # promotion score on node1) moves to node3 beside g:1 and is promoted there
+    # (crm_simulate: "Move m1:0 (Unpromoted node1 -> Promoted node3)"). The two instances
+    # share node3's one history entry, which ends promoted.
+    promoted_rule = (
+        '<rsc_location id="lp" rsc="cl"><rule id="lpr" role="Promoted" score="100">'
+        '<expression id="lpe" attribute="#uname" operation="eq" value="node3"/></rule>'
+        "</rsc_location>"
+    )
+    p = _cib(
+        _clone("cl", _GROUP, "promotable=true"),
+        _loc("cl", "node3", "50") + promoted_rule,
+        history={"node1": _STARTED, "node3": _STARTED},
+        transient=_promo({"node1": "10"}, "m1"),
+    )
+    assert p.assigned["m1:0"] == p.assigned["m1:1"] == "node3"
+    assert p.roles["m1"] == {"node1": "Unpromoted", "node3": "Promoted"}
+    assert p.roles["m2"] == {"node1": "Unpromoted", "node3": "Promoted"}
+
+
+def test_a_member_restarted_for_its_recovered_group_mate_is_promoted_again() -> None:
+    # A promoted cloned group whose first member failed: m1 is recovered and m2 restarted
+    # for it ("Restart m2:0 (Promoted node1) due to required m1:0 start"). The group's
+    # promotion is required by m1's, so m2 is promoted again too.
+    failed = _history("m1", [("start", 0), ("promote", 0), ("monitor", 1)])
+    failed += _history("m2", [("start", 0), ("promote", 0)], 20)
+    p = _cib(
+        _clone("cl", _GROUP, "promotable=true"),
+        nodes=2,
+        history={"node1": failed},
+        transient=_promo({"node1": "10"}, "m1"),
+    )
+    assert p.roles["m1"] == {"node1": "Promoted", "node2": "Unpromoted"}
+    assert p.roles["m2"] == {"node1": "Promoted", "node2": "Unpromoted"}
+
+
+def test_a_clone_with_a_clone_that_cannot_start_anywhere_is_stopped() -> None:
+    # cl1 is colocated (INFINITY) with cl0, which is disabled; cl0's colocation with cl1 has
+    # cl1 placed first, where its instances run. Pacemaker 2.1.5 then blocks every start of
+    # cl1 because no instance of cl0 can start, and its running instances stop
+    # (crm_simulate: "Stop c1:0 (node1) due to colocation with c0:1").
+    p = _cib(
+        _clone("cl0", _prim("c0"), "target-role=Stopped") + _clone("cl1", _prim("c1")),
+        _col("cl0", "cl1", "100", "ca") + _col("cl1", "cl0", "INFINITY", "cb"),
+        nodes=2,
+        history={"node1": _history("c1", [("start", 0)]), "node2": _history("c1", [("start", 0)])},
+    )
+    assert p.assigned["c1:0"] == "node1" and p.assigned["c1:1"] == "node2"
+    assert p.final["c1"] == ()
+
+
+def test_an_instance_applies_its_clones_colocations_oldest_first() -> None:
+    # An interleaved clone colocated with the same clone twice (-INFINITY, then INFINITY):
+    # each colocation pairs the instance with the other clone's instance on its best node.
+    # Pacemaker 2.1.5 hands the clone's colocations to the instance by putting each before
+    # the ones it has, so the instance applies them in configuration order (the clone itself
+    # would apply the newest first): -INFINITY bans node1, INFINITY then pairs it with node2
+    # (crm_simulate: "Start a:0 (node2)"). In the other order it runs nowhere.
+    cons = _loc("cl0", "node1", "100")
+    anti, pro = _col("cl0", "cl1", "-INFINITY", "c1"), _col("cl0", "cl1", "INFINITY", "c2")
+    resources = _clone("cl0", _prim("a"), "interleave=true clone-max=1") + _clone("cl1", _prim("b"))
+    running = {"node1": _history("b", [("start", 0)]), "node2": _history("b", [("start", 0)])}
+    p = _cib(resources, cons + anti + pro, nodes=2, history=running)
+    assert p.final["a"] == ("node2",)
+    swapped = _cib(
+        resources,
+        cons + _col("cl0", "cl1", "INFINITY", "c1") + _col("cl0", "cl1", "-INFINITY", "c2"),
+        nodes=2,
+        history=running,
+    )
+    assert swapped.final["a"] == ()
+
+
+def test_a_role_in_a_colocation_with_a_non_promotable_clone_does_not_block_the_dependent() -> None:
+    # ip colocated with the Promoted role of a clone that cannot be promoted (as the corpus's
+    # unrunnable-2 does): the role does not filter the clone's instances, and ip stays where
+    # it runs, beside one of them (crm_simulate 2.1.5 keeps it there).
+    colocation = (
+        '<rsc_colocation id="c1" rsc="ip" with-rsc="cl" with-rsc-role="Master" score="INFINITY"/>'
+    )
+    p = _cib(
+        _clone("cl", _prim("child")) + _prim("ip"),
+        colocation,
+        running={"node1": ["child"], "node2": ["child", "ip"], "node3": ["child"]},
+    )
+    assert p.final["child"] == ("node1", "node2", "node3")
+    assert p.final["ip"] == ("node2",)

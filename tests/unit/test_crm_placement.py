@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from itertools import pairwise
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -41,7 +42,13 @@ def _running(rid: str, call: int = 3) -> str:
     )
 
 
-def _cib(
+def _cib(resources: str, constraints: str = "", **kw: Any) -> Placement:
+    """A CIB with ``nodes`` nodes (node1...), placed (see _cib_xml for the arguments)."""
+    cib = read_cib(_cib_xml(resources, constraints, **kw).encode(), source="test.xml")
+    return place(cib, resource_states(cib, now=2000.0), now=2000.0)
+
+
+def _cib_xml(
     resources: str,
     constraints: str = "",
     *,
@@ -56,8 +63,10 @@ def _cib(
     fencing: bool = False,
     tags: str = "",
     feature_set: str = "3.16.2",
-) -> Placement:
-    """A CIB with ``nodes`` nodes (node1...)."""
+    history: dict[str, str] | None = None,
+) -> str:
+    """The XML of a CIB with ``nodes`` nodes (node1...): ``running`` names what was started
+    on each node, ``history`` adds raw ``lrm_resource`` elements (failures, promotions)."""
     fence = "true" if fencing else "false"
     opts = f'<nvpair id="o-stonith" name="stonith-enabled" value="{fence}"/>' + options
     node_xml = "".join(
@@ -68,6 +77,7 @@ def _cib(
     for i in range(1, nodes + 1):
         name = f"node{i}"
         lrm = "".join(_running(r) for r in (running or {}).get(name, []))
+        lrm += (history or {}).get(name, "")
         attrs = (transient or {}).get(name, "")
         if attrs:
             attrs = (
@@ -95,8 +105,7 @@ def _cib(
 </configuration>
 <status>{status}</status>
 </cib>"""
-    cib = read_cib(xml.encode(), source="test.xml")
-    return place(cib, resource_states(cib, now=2000.0), now=2000.0)
+    return xml
 
 
 def _loc(rsc: str, node: str, score: str, cid: str | None = None) -> str:

@@ -274,6 +274,10 @@ class _Res:
     utilization: dict[str, int] = field(default_factory=dict)
     this_with: list[_Coloc] = field(default_factory=list)
     with_this: list[_Coloc] = field(default_factory=list)
+    # A primitive clone instance's colocations taken from its clone (also in ``this_with``),
+    # in the order Pacemaker applies them: append_parent_colocation puts the clone's (sorted)
+    # list before the instance's own one by one, so reversed, at each assignment attempt.
+    inherited: list[_Coloc] = field(default_factory=list)
     exclusive_discover: bool = False
     provisional: bool = True
     allocating: bool = False
@@ -1444,7 +1448,8 @@ class _Scheduler:
         if res.allocating:
             return None  # a colocation loop
         res.allocating = True
-        for col in _by_primary(res.this_with):
+        own = [c for c in res.this_with if not any(c is i for i in res.inherited)]
+        for col in res.inherited + _by_primary(own):
             archive = None
             if (col.dependent_role or "").lower() == "promoted" or -INFINITY < col.score < 0:
                 archive = dict(res.allowed)
@@ -1785,9 +1790,14 @@ class _Scheduler:
             return inst.allocated_to is not None
         if inst.allocating:
             return False
-        for col in clone.this_with:
-            if all_coloc or col.score < 0 or col.score == INFINITY:
-                inst.this_with.append(col)
+        taken = [
+            col
+            for col in _by_primary(clone.this_with)
+            if all_coloc or col.score < 0 or col.score == INFINITY
+        ]
+        inst.this_with.extend(taken)
+        if not inst.is_group:
+            inst.inherited = taken[::-1] + inst.inherited
         for col in clone.with_this:
             if self._has_influence(col) and (all_coloc or col.score < 0):
                 inst.with_this.append(col)
@@ -1846,39 +1856,58 @@ class _Scheduler:
         res.provisional = True
 
     def _cmp_instance(self, a: _Res, b: _Res) -> int:
-        """pcmk__cmp_instance, in the order instances are assigned: active ones (on fewer
-        nodes first) on nodes that can run them, then by failure (failed last), then
-        active before inactive, then by their scores best first; otherwise their order."""
-        if a.priority != b.priority:
-            return -1 if a.priority > b.priority else 1
+        """pcmk__cmp_instance (Pacemaker 2.1.5), in the order instances are assigned: of two
+        active ones, the one active on fewer nodes; one not active where it may no longer run
+        (such a one counts as inactive from here on); the higher priority; the active one;
+        the one whose node can run resources; whose clone may run there; the one not failed;
+        the one whose clone's colocations score its current node higher; else the lower
+        instance number. Location scores do not order the instances: only colocations."""
         wa, wb = a.active_nodes(), b.active_nodes()
         if wa and wb and len(wa) != len(wb):
             return -1 if len(wa) < len(wb) else 1
-        ca = bool(wa) and self._available(wa[0]) and a.allowed.get(wa[0], -1) >= 0
-        cb = bool(wb) and self._available(wb[0]) and b.allowed.get(wb[0], -1) >= 0
+        na = wa[0] if wa and a.allowed.get(wa[0], -1) >= 0 else None
+        nb = wb[0] if wb and b.allowed.get(wb[0], -1) >= 0 else None
+        ok_a, ok_b = not wa or na is not None, not wb or nb is not None
+        if ok_a != ok_b:
+            return -1 if ok_a else 1
+        if a.priority != b.priority:
+            return -1 if a.priority > b.priority else 1
+        if na is None or nb is None:
+            if na is None and nb is None:
+                return 0  # (two inactive instances keep their order)
+            return 1 if na is None else -1
+        ca, cb = self._available(na), self._available(nb)
         if ca != cb:
             return -1 if ca else 1
+        clone = a.clone
+        pa = clone is not None and na in clone.allowed
+        pb = clone is not None and nb in clone.allowed
+        if not pa and not pb:
+            return 0
+        if pa != pb:
+            return -1 if pa else 1
         fa = any(p.failed for p in a.primitives())
         fb = any(p.failed for p in b.primitives())
         if fa != fb:
             return 1 if fa else -1
-        if bool(wa) != bool(wb):
-            return -1 if wa else 1
-        ta, tb = self._instance_weights(a), self._instance_weights(b)
-        la = sorted((self._weight(ta, n) for n in ta), reverse=True)
-        lb = sorted((self._weight(tb, n) for n in tb), reverse=True)
-        for x, y in zip(la, lb, strict=False):
-            if x != y:
-                return -1 if x > y else 1
-        return 0
+        sa, sb = self._colocation_score(a, na), self._colocation_score(b, nb)
+        if sa != sb:
+            return -1 if sa > sb else 1
+        return self._instance_number(a) - self._instance_number(b)
 
-    def _instance_weights(self, inst: _Res) -> dict[str, int]:
-        """An instance's scores with the preferences of what its clone is colocated with, and
-        (positive only) of what is colocated with its clone, for ordering the instances."""
+    @staticmethod
+    def _instance_number(inst: _Res) -> int:
+        tail = inst.id.rsplit(":", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+    def _colocation_score(self, inst: _Res, node: str) -> int:
+        """cmp_instance_by_colocation: the score of an instance's current node (starting from
+        0) after its clone's colocations with others and (positive only) the preferences of
+        what is colocated with its clone."""
         clone = inst.clone
-        work = dict(inst.allowed)
+        work = {node: 0}
         if clone is None:
-            return work
+            return 0
         for col in clone.this_with:
             work = self._merge(
                 col.primary, inst.id, work, col.node_attribute, col.score / INFINITY, False
@@ -1894,10 +1923,7 @@ class _Scheduler:
                     False,
                     positive=True,
                 )
-        return work
-
-    def _weight(self, table: Mapping[str, int], node: str) -> int:
-        return table[node] if self._available(node) else -INFINITY
+        return work[node]
 
     def _apply_clone_primary(self, dependent: _Res, clone: _Res, col: _Coloc) -> None:
         """clone_rsc_colocation_rh: a primitive (or a clone's instance) with a clone. With
@@ -2494,10 +2520,29 @@ class _Scheduler:
                 for i in primary.children
                 if self._node_of(i) == node
                 and i.primitives()
-                and (col.primary_role is None or i.role == col.primary_role)
+                # A role means something only for a promotable clone; a non-promotable one's
+                # instances satisfy any role, as when the dependent was placed (unrunnable-2).
+                and (
+                    col.primary_role is None or not primary.promotable or i.role == col.primary_role
+                )
             ]
             for member in members:
                 blocked_by_clone.setdefault(member.id, []).append((primary.id, ends))
+
+        # A clone colocated (INFINITY) with a clone none of whose instances was placed: every
+        # start of the dependent clone is blocked (pcmk__block_colocation_dependents looks at
+        # the primary clone as a whole), and its running instances stop, whatever order the
+        # two were placed in. (Placed instances whose starts an ordering blocks do not block
+        # a running dependent in crm_simulate 2.1.5: unrunnable-2.)
+        blocked_by_whole: dict[str, list[_Res]] = {}
+        for col in self.colocations:
+            primary, dependent = col.primary, col.dependent
+            if col.score < INFINITY or not primary.is_clone or not dependent.is_clone:
+                continue
+            if col.dependent_role == "Promoted" or primary is dependent:
+                continue
+            for member in dependent.primitives():
+                blocked_by_whole.setdefault(member.id, []).append(primary)
 
         unprobed: dict[str, str] = {}
 
@@ -2544,6 +2589,9 @@ class _Scheduler:
             for clone_id, ends in blocked_by_clone.get(p.id, []):
                 if not any(runnable.get(e, False) for e in ends):
                     failing.append((clone_id, "mandatory colocation", True))
+            for clone in blocked_by_whole.get(p.id, []):
+                if all(q.allocated_to is None for q in clone.primitives()):
+                    failing.append((clone.id, "mandatory colocation", True))
             return failing
 
         # Which starts can run: a start that waits for one that cannot is unrunnable too. Start
@@ -2655,10 +2703,17 @@ class _Scheduler:
                     p.role = p.role_now or p.role
                     stuck_promoted = stuck_promoted or p.role_now == "Promoted"
             blocked = self._promotion_blocked(clone, runnable)
-            for p in prims:
-                again = p.role == "Promoted" and p.role_now == "Promoted"
-                if p.id in restarted and again and list(final.get(p.id, ())):
-                    p.role = "Unpromoted"
+            for inst in clone.children:
+                members = inst.primitives()
+                # A cloned group's promote pseudo-action implies its members' promotes: when
+                # one member is really promoted (recovered, moved, started or newly promoted),
+                # a member restarted in place for it is promoted again too.
+                if any(self._promotes(p, running(p)) for p in members):
+                    continue
+                for p in members:
+                    again = p.role == "Promoted" and p.role_now == "Promoted"
+                    if p.id in restarted and again and list(final.get(p.id, ())):
+                        p.role = "Unpromoted"
             for inst in clone.children:
                 new = [p for p in inst.primitives() if p.role == "Promoted"]
                 if not new or all(p.role_now == "Promoted" and p.running_on for p in new):
@@ -2667,6 +2722,14 @@ class _Scheduler:
                     for p in inst.primitives():
                         if p.role == "Promoted":
                             p.role = "Unpromoted"
+
+    @staticmethod
+    def _promotes(p: _Res, here: list[str]) -> bool:
+        """Whether the transition plans a promote of ``p`` for a reason of its own: it is to
+        be promoted and is not already promoted, healthy, where it goes."""
+        if p.role != "Promoted" or p.allocated_to is None:
+            return False
+        return p.role_now != "Promoted" or p.failed or here != [p.allocated_to]
 
     def _promotion_blocked(self, clone: _Res, runnable: Mapping[str, bool]) -> bool:
         """Whether something ordered before the clone's promotion cannot start."""
@@ -2781,7 +2844,13 @@ def place(cib: Cib, state: ClusterState, now: float | None = None) -> Placement:
                 # An anonymous clone's instances are gathered under their primitive's id.
                 nodes = set(merged.get(p.base, ())) | set(final[p.id])
                 merged[p.base] = tuple(sorted(nodes))
-                roles.setdefault(p.base, {}).update({n: role for n in final[p.id]})
+                # Two instances on one node (Pacemaker 2.1.5 can put a cloned group's
+                # instances together) share the node's one history entry, whose last
+                # action is the promotion: a promoted instance there makes it promoted.
+                gathered = roles.setdefault(p.base, {})
+                for n in final[p.id]:
+                    if gathered.get(n) != "Promoted":
+                        gathered[n] = role
                 meta.setdefault(p.base, p.meta)
                 if not p.managed:
                     unmanaged.add(p.base)
