@@ -489,17 +489,22 @@ def _name(seed: int | random.Random) -> str:
     return str(seed) if isinstance(seed, int) else f"h{id(seed)}"
 
 
-CRM_ENV = {"LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+def _crm_simulate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["crm_simulate", *args],
+        capture_output=True,
+        text=True,
+        env={"LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        timeout=60,
+        check=False,
+    )
 
 
 def _simulated(path: Path, saved: Path | None = None) -> str | None:
     """crm_simulate -S's summary of one CIB file (and its CIB after the simulated transition
     written to ``saved``); None when its own simulated transition fails (then there is
     nothing to compare)."""
-    argv = ["crm_simulate", "-x", str(path), "-S"]
-    if saved is not None:
-        argv += ["-O", str(saved)]
-    out = subprocess.run(argv, capture_output=True, text=True, env=CRM_ENV, timeout=60, check=False)
+    out = _crm_simulate("-x", str(path), "-S", *(["-O", str(saved)] if saved else []))
     text = out.stdout + out.stderr
     if "Revised Cluster Status" not in out.stdout or "Transition failed" in text:
         return None
@@ -522,14 +527,7 @@ def _simulated_without_cancels(path: Path) -> str | None:
             op.getparent().remove(op)
     cleaned = path.with_suffix(".nocancel.xml")
     cleaned.write_bytes(etree.tostring(root))
-    out = subprocess.run(
-        ["crm_simulate", "-x", str(cleaned)],
-        capture_output=True,
-        text=True,
-        env=CRM_ENV,
-        timeout=60,
-        check=False,
-    )
+    out = _crm_simulate("-x", str(cleaned))
     if "Current cluster status:" not in out.stdout:
         return None
     return out.stdout.replace("Current cluster status:", "Revised Cluster Status:", 1)
