@@ -18,11 +18,13 @@ from typing import Protocol
 
 from hastack.agents.discovery import fetch_metadata
 from hastack.agents.executor import Abort, Effect, Executor, Launch, OpCompleted, OpKey
+from hastack.agents.inprocess import module_invocation, run_in_process, runs_in_process
 from hastack.agents.invocation import (
     DEFAULT_TIMEOUT,
     Invocation,
     ResourceAgentCall,
     build_invocation,
+    ocf_env,
 )
 from hastack.agents.metadata import AgentMetadata, MetadataError
 from hastack.agents.names import DEFAULT_PATHS, AgentError, AgentNotFound, AgentPaths, AgentSpec
@@ -65,6 +67,7 @@ class LocalExecutor:
         grace: float = 5.0,
         clock: Clock = time.monotonic,
         runner: Runner = run_invocation,
+        in_process: bool = False,
     ) -> None:
         self.core = Executor(node)
         self._on_event = on_event
@@ -79,6 +82,8 @@ class LocalExecutor:
         self._submitted = 0
         self._closed = False
         self._metadata: dict[AgentSpec, AgentMetadata | None] = {}  # see _advised_timeout
+        # hastack's quick agents (IPaddr2) run inside this process: see agents.inprocess
+        self.in_process = in_process
 
     async def __aenter__(self) -> LocalExecutor:
         return self
@@ -106,6 +111,12 @@ class LocalExecutor:
             return await waiter
         finally:
             self._waiters.pop(tag, None)
+
+    def request(self, call: ResourceAgentCall, tag: Hashable) -> None:
+        """Queue an action (one-shot or recurring) without waiting for it: its results go to
+        `on_event`, carrying `tag` (the cluster's controller runs actions this way)."""
+        self._check_open()
+        self._apply(self.core.request(call, self._clock(), tag))
 
     def start_recurring(self, call: ResourceAgentCall) -> OpKey:
         """Start a recurring operation (interval > 0); its results go to `on_event`."""
@@ -184,7 +195,17 @@ class LocalExecutor:
         try:
             if call.timeout is None:
                 call = replace(call, timeout=await self._advised_timeout(call))
-            inv = build_invocation(call, self._paths)
+            if self.in_process and runs_in_process(call.agent):
+                env = ocf_env(call, str(self._paths.ocf_root), None)
+                return await run_in_process(call, env, self._clock)
+            try:
+                inv = build_invocation(call, self._paths)
+            except AgentNotFound:
+                # hastack's own agents run even when not installed into the OCF root
+                fallback = module_invocation(call, ocf_env(call, str(self._paths.ocf_root), None))
+                if fallback is None:
+                    raise
+                inv = fallback
         except AgentError as exc:
             return OpResult(OcfRc.ERR_GENERIC, agent_error_status(exc), str(exc), "", started)
         return await self._runner(inv, call.effective_timeout, self._grace, self._clock)

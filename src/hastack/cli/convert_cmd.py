@@ -57,16 +57,10 @@ def _fail(problems: list[ConfigProblem] | str, code: int = 1) -> int:
     return code
 
 
-def _r1_scripts(directory: Path) -> set[str]:
-    try:
-        return {p.name for p in directory.iterdir() if p.is_file() and os.access(p, os.X_OK)}
-    except OSError:
-        return set()
-
-
 def run_haresources(args: argparse.Namespace) -> int:
     from hastack.config.hacf import read_hacf_file, read_text_file
     from hastack.crm.cib.validate import is_valid, validate
+    from hastack.crm.cib_source import r1_scripts_in
     from hastack.crm.haresources import convert_haresources
 
     auto_failback = args.auto_failback
@@ -79,7 +73,7 @@ def run_haresources(args: argparse.Namespace) -> int:
         nodes = [spec.name for spec in hacf.nodes]
         if auto_failback is None:
             auto_failback = hacf.auto_failback
-        r1_scripts = _r1_scripts(Path(args.config) / "resource.d")
+        r1_scripts = r1_scripts_in(Path(args.config) / "resource.d")
         if hacf.stonith is not None or hacf.stonith_hosts:
             print(
                 f"hastack convert: warning: {hacf.file} configures STONITH, but the CIB has "

@@ -13,15 +13,22 @@ from hastack.cli.plugins import PLUGINS, register_plugins
 # Each subcommand's module, in the order `hastack --help` lists them. Only the module of the
 # command being run is imported (some pull in the network stack or the simulator): a
 # one-shot command such as `hastack simulate` should not pay for the others' imports.
+# "MODULE:FUNCTION" names the register function when a module holds several commands.
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("node", "hastack.cli.node_cmd"),
     ("status", "hastack.cli.status_cmd"),
     ("config", "hastack.cli.config_cmd"),
     ("agent", "hastack.cli.agent_cmd"),
+    ("resource", "hastack.cli.crm_cmds:register_resource"),
+    ("constraint", "hastack.cli.crm_cmds:register_constraint"),
+    ("property", "hastack.cli.crm_cmds:register_property"),
+    ("standby", "hastack.cli.crm_cmds:register_standby"),
+    ("takeover", "hastack.cli.crm_cmds:register_takeover"),
     ("cib", "hastack.cli.cib_cmd"),
     ("convert", "hastack.cli.convert_cmd"),
     ("simulate", "hastack.cli.simulate_cmd"),
     ("explain", "hastack.cli.explain_cmd"),
+    ("history", "hastack.cli.history_cmd"),
 )
 
 
@@ -31,6 +38,11 @@ def _chosen(argv: Sequence[str]) -> str | None:
         if not word.startswith("-"):
             return word
     return None
+
+
+def _register(spec: str, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    module, _, function = spec.partition(":")
+    getattr(importlib.import_module(module), function or "register")(subparsers)
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -45,13 +57,13 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     chosen = _chosen(argv) if argv is not None else None
     modules = dict(COMMANDS)
     if chosen in modules:
-        importlib.import_module(modules[chosen]).register(subparsers)
+        _register(modules[chosen], subparsers)
         return parser
     if chosen is not None and chosen in {name for name, _, _ in PLUGINS}:
         register_plugins(subparsers, only=chosen)
         return parser
     for _, module in COMMANDS:  # --help, --version, or a word that is no command
-        importlib.import_module(module).register(subparsers)
+        _register(module, subparsers)
     register_plugins(subparsers)
     return parser
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ MAX_REQUEST = 65536  # bytes in one request line
 # sun_path holds 108 bytes; longer paths are reached through the directory's /proc/self/fd.
 MAX_SUN_PATH = 100
 
-Handler = Callable[[dict[str, Any]], dict[str, Any]]
+Handler = Callable[[dict[str, Any]], dict[str, Any] | Awaitable[dict[str, Any]]]
 
 
 class ControlError(Exception):
@@ -97,14 +98,26 @@ class ControlServer:
                     return
                 if not line.strip():
                     continue
-                await self._reply(writer, self.answer(line))
+                response = self.answer(line)
+                if inspect.isawaitable(response):
+                    response = await self._settle(response)
+                await self._reply(writer, response)
         except (ConnectionError, OSError):
             return
         finally:
             writer.close()
 
-    def answer(self, line: bytes) -> dict[str, Any]:
-        """The response to one request line (never raises)."""
+    async def _settle(self, pending: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+        """The answer of a handler that waits for the cluster (a change forwarded to the DC)."""
+        try:
+            return await pending
+        except Exception as exc:  # a bug in a handler must not take the node down
+            logger.exception("control command failed")
+            return self._bad(f"command failed: {exc}")
+
+    def answer(self, line: bytes) -> dict[str, Any] | Awaitable[dict[str, Any]]:
+        """The response to one request line, or an awaitable of it for a handler that waits
+        for the cluster (never raises)."""
         self.requests += 1
         try:
             request = json.loads(line)

@@ -19,8 +19,10 @@ from typing import Any
 from hastack import __version__
 from hastack.config.errors import ConfigError
 from hastack.config.model import ClusterConfig
+from hastack.crm.cib_source import LoadedCib, load_cib
 from hastack.daemon import clock, logsetup
-from hastack.daemon.control import ControlServer
+from hastack.daemon.control import ControlServer, Handler
+from hastack.daemon.crm_shell import CrmShell, is_message_datagram
 from hastack.daemon.rundir import AlreadyRunning, NodeRunDir
 from hastack.membership.core import MembershipCore
 from hastack.membership.effects import Effect, Fence, Log, Send, SendPing
@@ -62,7 +64,13 @@ def check_node(config: ClusterConfig, node: str) -> str | None:
 
 class NodeDaemon:
     def __init__(
-        self, config_dir: str, config: ClusterConfig, name: str, rundir: NodeRunDir, generation: int
+        self,
+        config_dir: str,
+        config: ClusterConfig,
+        name: str,
+        rundir: NodeRunDir,
+        generation: int,
+        cib: LoadedCib | None = None,
     ) -> None:
         self.config_dir = config_dir
         self.config = config
@@ -73,14 +81,27 @@ class NodeDaemon:
         self.links: list[LinkEndpoint] = []
         self._polled: list[LinkEndpoint] = []
         self.pinger: IcmpPinger | None = None
-        self.control = ControlServer(
-            rundir.control_path,
-            {
-                "status": self._cmd_status,
-                "counters": self._cmd_counters,
-                "version": lambda _request: {"version": __version__, "node": self.name},
-            },
-        )
+        # The resource manager (None: membership only, for tests of the membership layer)
+        self.crm: CrmShell | None = None
+        if cib is not None:
+            self.crm = CrmShell(
+                config,
+                name,
+                generation,
+                rundir.path,
+                cib,
+                lambda: [e for e in self.links if not e.reads_on_timer],
+            )
+        handlers: dict[str, Handler] = {
+            "status": self._cmd_status,
+            "counters": self._cmd_counters,
+            "version": lambda _request: {"version": __version__, "node": self.name},
+        }
+        if self.crm is not None:
+            handlers["cib-query"] = lambda _request: self._crm().cib_query()
+            handlers["cib-apply"] = self._cmd_cib_apply
+            handlers["resource-request"] = self._cmd_cib_apply
+        self.control = ControlServer(rundir.control_path, handlers)
         self.wall_watch = clock.WallClockWatch()
         self.core_errors = 0
         self._stop = asyncio.Event()
@@ -116,6 +137,8 @@ class NodeDaemon:
         for warning in self.config.warnings:
             emit(logger, "warning", "config-warning", str(warning))
         await self._open_links()
+        if self.crm is not None:
+            await self.crm.open()
         if hacf.ping or hacf.ping_groups:
             await self._open_pinger()
         await self.control.start()
@@ -126,6 +149,9 @@ class NodeDaemon:
             self._execute(self.core.start(clock.now()))
             self._arm()
             await self._stop.wait()
+            if self.crm is not None:
+                # the resources leave first (moved by the DC, or stopped here), then the node
+                await self.crm.shutdown()
             if self._timer is not None:
                 self._timer.cancel()
             if self._fatal is None:
@@ -218,6 +244,8 @@ class NodeDaemon:
                 self._stop.set()
                 return
             self._execute(effects)
+        if self.crm is not None:
+            self.crm.membership(self.core.crm_view(now))
         self._arm()
 
     def _read_links(self, now: float) -> None:
@@ -264,7 +292,12 @@ class NodeDaemon:
         """A datagram from a link that delivers as it reads (serial); the link calls _arm
         once it has delivered what it read."""
         now = clock.now()
+        if self.crm is not None and is_message_datagram(data):
+            self.crm.on_shared_datagram(data, link)
+            return
         self._deliver(data, link, now, now)
+        if self.crm is not None:
+            self.crm.membership(self.core.crm_view(now))
 
     def _deliver(self, data: bytes, link: str, now: float, arrived: float) -> None:
         try:
@@ -296,6 +329,19 @@ class NodeDaemon:
                 emit(core_logger, effect.level, effect.event, effect.message, effect.fields)
 
     def _fence(self, target: str) -> None:
+        if self.crm is not None and not self.crm.controller.fencing_enabled():
+            # stonith-enabled=false, as in Pacemaker: a lost node is taken to be down without
+            # fencing. Said loudly, because if it is alive both sides may run its resources.
+            emit(
+                logger,
+                "warning",
+                "fence-disabled",
+                f"node {target} is taken as down WITHOUT fencing (stonith-enabled=false): if "
+                "it is still running, its resources may run twice",
+                node=target,
+            )
+            self._execute(self.core.fence_done(target, True, clock.now()))
+            return
         # No fencer exists yet (a later issue adds it): say so loudly, and do not pretend.
         emit(
             logger,
@@ -310,6 +356,16 @@ class NodeDaemon:
     def _cmd_status(self, _request: dict[str, Any]) -> dict[str, Any]:
         return self.core.status(clock.now()).to_json()
 
+    def _crm(self) -> CrmShell:
+        assert self.crm is not None
+        return self.crm
+
+    async def _cmd_cib_apply(self, request: dict[str, Any]) -> dict[str, Any]:
+        operation = request.get("operation")
+        if not isinstance(operation, dict):
+            return {"error": 'the request needs an "operation" object'}
+        return await self._crm().request(operation)
+
     def _cmd_counters(self, _request: dict[str, Any]) -> dict[str, Any]:
         return {
             "node": self.name,
@@ -321,6 +377,7 @@ class NodeDaemon:
                 "requests": self.control.requests,
                 "bad_requests": self.control.bad_requests,
             },
+            "crm": self.crm.describe() if self.crm is not None else None,
         }
 
     # ---- SIGHUP ----------------------------------------------------------------------------
@@ -430,8 +487,18 @@ def start(config_dir: str, node: str | None = None) -> int:
     try:
         generation = rundir.bump_generation()
         rundir.write_pid()
-        daemon = NodeDaemon(config_dir, config, name, rundir, generation)
+        # Agents keep their state under HA_RSCTMP and pid files under HA_VARRUN; each node gets
+        # its own, so that several nodes sharing one filesystem (the lab) never see each
+        # other's resources as running. An HA_RSCTMP given by the environment is kept.
+        os.environ.setdefault("HA_RSCTMP", str(rundir.path / "rsctmp"))
+        os.environ.setdefault("HA_VARRUN", str(rundir.path / "varrun"))
+        cib = load_cib(config, rundir.path / "cib.xml")
+        emit(logger, "info", "cib-loaded", f"resources from {cib.origin}")
+        daemon = NodeDaemon(config_dir, config, name, rundir, generation, cib)
         return asyncio.run(daemon.run())
+    except ConfigError as exc:
+        print_problems(config_dir, exc.problems)
+        return 1
     except OSError as exc:
         print(f"hastack: cannot start node {name}: {exc}", file=sys.stderr)
         return 1

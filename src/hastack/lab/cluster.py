@@ -178,6 +178,13 @@ class Cluster:
     # leave the work directory (logs, configs) in place on close; HASTACK_LAB_KEEP=1 sets it
     keep: bool = field(default_factory=lambda: os.environ.get("HASTACK_LAB_KEEP") == "1")
     start_nodes: bool = True
+    # the resources: written as every node's DIR/cib.xml (None: no cib.xml, an empty CIB); a
+    # function of the cluster when it needs the lab's addresses (a floating IP on its subnet)
+    cib: bytes | Callable[[Cluster], bytes] | None = None
+    # heartbeat R1 instead: DIR/haresources
+    haresources: str | None = None
+    # namespace hosts that run no node (a client of the cluster's services), on every link
+    extra_hosts: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         names = self.nodes
@@ -211,7 +218,7 @@ class Cluster:
             self.workdir = tempfile.mkdtemp(prefix=f"hastack-lab-{os.getpid()}-")
         work = Path(self.workdir)
         if self.mode == "netns":
-            self.lab = Lab(self.names, links=self.links)
+            self.lab = Lab([*self.names, *self.extra_hosts], links=self.links)
             self.lab.build()
             addresses = {n: list(self.lab[n].addresses) for n in self.names}
         else:
@@ -250,6 +257,11 @@ class Cluster:
         lines += list(self.extra_hacf)
         lines += [f"node {n}" for n in self.names]
         (node.config_dir / "ha.cf").write_text("\n".join(lines) + "\n")
+        if self.cib is not None:
+            cib = self.cib(self) if callable(self.cib) else self.cib
+            (node.config_dir / "cib.xml").write_bytes(cib)
+        if self.haresources is not None:
+            (node.config_dir / "haresources").write_text(self.haresources)
         authkeys = node.config_dir / "authkeys"
         fd = os.open(authkeys, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -309,6 +321,25 @@ class Cluster:
         proc.kill()
         proc.wait(5)
         return t
+
+    def crash(self, name: str) -> float:
+        """The node's machine loses power (namespace mode): its daemon and everything it ran
+        die, its addresses go; returns time.monotonic() just before. `restart` brings it back."""
+        node = self.members[name]
+        if node.host is None:
+            raise RuntimeError("crash needs namespace mode")
+        t = time.monotonic()
+        node.host.power_off()
+        if node.process is not None:
+            node.process.wait(5)
+        return t
+
+    def restart(self, name: str) -> ClusterNode:
+        """Power a crashed node's machine on again and start its daemon."""
+        node = self.members[name]
+        if node.host is not None:
+            node.host.power_on()
+        return self.start(name)
 
     def stop(self, name: str) -> None:
         self._proc(name).stop()

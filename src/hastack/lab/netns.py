@@ -200,6 +200,22 @@ class Host:
     ) -> list[Cut]:
         return self.lab.cut(self, link=link, direction=direction, peer=peer)
 
+    def power_off(self) -> None:
+        """What a power failure does to this host: every process in it dies at once (SIGKILL)
+        and its interfaces go down, losing every address added at run time (a floating IP)."""
+        _kill_netns_pids(self.netns)
+        cmds = []
+        for j in range(len(self.addresses)):
+            cmds += [f"addr flush dev eth{j}", f"link set eth{j} down"]
+        _run(["ip", "-n", self.netns, "-batch", "-"], stdin="\n".join(cmds) + "\n")
+
+    def power_on(self) -> None:
+        """The host back up with its own addresses (start its node daemon again after)."""
+        cmds = []
+        for j, addr in enumerate(self.addresses):
+            cmds += [f"addr add {addr}/24 brd + dev eth{j}", f"link set eth{j} up"]
+        _run(["ip", "-n", self.netns, "-batch", "-"], stdin="\n".join(cmds) + "\n")
+
     def nft_counters(self) -> str:
         return self.run(["nft", "list", "table", "inet", NFT_TABLE], check=False).stdout
 

@@ -1064,6 +1064,16 @@ class MembershipCore:
 
     # ---- status --------------------------------------------------------------------------------
 
+    def crm_view(self, now: float) -> tuple[str | None, int, bool, tuple[str, ...], bool]:
+        """What the resource manager acts on: the DC (None: none), its term, whether this
+        node holds the DC lease now, the members and whether they are quorate. Cheaper than
+        status(): the daemon asks after every wake-up."""
+        dc, members, version = self._fresh_dc(now)
+        if dc is None:
+            members = self._local_view(now)
+        term = self.leader.term if self.leader else (version[0] if dc else self.high_term)
+        return dc, term, self.is_dc(now), members, self.quorate(now)
+
     def status(self, now: float) -> NodeStatus:
         dc, _, _ = self._fresh_dc(now)
         members, version = self.members(now)

@@ -16,12 +16,14 @@ import os
 import socket
 import struct
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from hastack.agents.builtin.ocf import (
+    IN_PROCESS,
     Action,
     AgentInfo,
     Context,
@@ -303,6 +305,12 @@ def _announce(ctx: Context, place: Placement, mac: bytes | None) -> None:
     if count == 0:
         return
     assert isinstance(place.ip, ipaddress.IPv4Address)
+    if ctx.bool_param("arp_bg") and IN_PROCESS.get():
+        # inside the node daemon: a thread sends, the daemon is not forked
+        threading.Thread(
+            target=_send_quietly, args=(place.nic, mac, place.ip, count, interval), daemon=True
+        ).start()
+        return
     if ctx.bool_param("arp_bg"):
         if _fork_to_background():
             return  # the parent: start is done, the child sends
@@ -314,6 +322,13 @@ def _announce(ctx: Context, place: Placement, mac: bytes | None) -> None:
         send_gratuitous_arp(place.nic, mac, place.ip, count, interval)
     except OSError as err:
         log(f"gratuitous ARP on {place.nic} failed: {err}")  # the address is up regardless
+
+
+def _send_quietly(
+    nic: str, mac: bytes, ip: ipaddress.IPv4Address, count: int, interval: float
+) -> None:
+    with contextlib.suppress(OSError):
+        send_gratuitous_arp(nic, mac, ip, count, interval)
 
 
 def _fork_to_background() -> bool:

@@ -14,6 +14,7 @@ Only the standard library is imported here: `meta-data` must work for any user a
 
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 import sys
@@ -21,7 +22,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, NoReturn
+from typing import Literal, NoReturn, TextIO
 
 import hastack
 from hastack.agents.rc import OcfRc  # agents import it from here, with the rest
@@ -92,15 +93,28 @@ class OcfError(Exception):
         self.reason = reason
 
 
+# Where an agent's diagnostics go: stderr when it runs as a process; a buffer of its own when
+# the node daemon runs it in-process (hastack.agents.inprocess), so that concurrent actions in
+# threads keep their exit reasons apart.
+_ERRORS: contextvars.ContextVar[TextIO | None] = contextvars.ContextVar("ocf_errors", default=None)
+# Set while running inside the node daemon: an agent must not fork or exit the process there.
+IN_PROCESS: contextvars.ContextVar[bool] = contextvars.ContextVar("ocf_in_process", default=False)
+
+
+def error_stream() -> TextIO:
+    stream = _ERRORS.get()
+    return sys.stderr if stream is None else stream
+
+
 def exit_reason(message: str) -> None:
     """Print one exit-reason line the way ocf_exit_reason does (one line, on stderr)."""
     one_line = " ".join(message.split())
-    print(f"{EXIT_REASON_PREFIX}{one_line}", file=sys.stderr, flush=True)
+    print(f"{EXIT_REASON_PREFIX}{one_line}", file=error_stream(), flush=True)
 
 
 def log(message: str) -> None:
     """A diagnostic line on stderr (kept by the runner in the operation's output)."""
-    print(message, file=sys.stderr, flush=True)
+    print(message, file=error_stream(), flush=True)
 
 
 @dataclass
@@ -314,7 +328,7 @@ def run_agent(
     env = os.environ if env is None else env
     prog = prog or info.name
     if len(argv) != 1:
-        sys.stderr.write(usage_text(info, prog))
+        error_stream().write(usage_text(info, prog))
         exit_reason(f"{info.name} takes exactly one action argument, got {len(argv)}")
         return OcfRc.ERR_ARGS
     action = argv[0]
@@ -326,7 +340,7 @@ def run_agent(
         sys.stdout.write(metadata_xml(info, instance or "RESOURCE_ID", env))
         return OcfRc.SUCCESS
     if action not in handlers:
-        sys.stderr.write(usage_text(info, prog))
+        error_stream().write(usage_text(info, prog))
         exit_reason(f"{info.name} does not implement the action {action!r}")
         return OcfRc.ERR_UNIMPLEMENTED
     if instance is None:

@@ -1,0 +1,139 @@
+"""A floating IP and a small web service for lab clusters, and a client that checks them.
+
+The CIB puts, in one group ``web``: the built-in ``ocf:hastack:IPaddr2`` (the floating address,
+on link 0's subnet) and ``ocf:hastack:anything`` running Python's ``http.server`` on every
+address of the node (so it answers on the floating address wherever the group runs). The
+client is a lab host that runs no node; `http_ok` fetches a page from it through the floating
+address, with a fresh TCP connection each time.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+from hastack.lab.cluster import Cluster
+
+WEB_PORT = 8080
+
+
+def web_cib(
+    vip: str,
+    *,
+    port: int = WEB_PORT,
+    stickiness: int = 0,
+    migration_threshold: int | None = None,
+    monitor: str = "1s",
+    prefer: str | None = "n1",
+    docroot: str = "/",
+) -> bytes:
+    """The CIB of the web group (stonith disabled: fencing is a later part of hastack)."""
+    server = f"-m http.server {port} --bind 0.0.0.0 --directory {shlex.quote(docroot)}"
+    threshold = (
+        f'<nvpair id="rd-mt" name="migration-threshold" value="{migration_threshold}"/>'
+        if migration_threshold is not None
+        else ""
+    )
+    location = (
+        f'<rsc_location id="web-prefers-{prefer}" rsc="web" node="{prefer}" score="100"/>'
+        if prefer
+        else ""
+    )
+    return f"""<cib admin_epoch="0" epoch="1" num_updates="0" validate-with="pacemaker-3.7">
+  <configuration>
+    <crm_config>
+      <cluster_property_set id="cib-bootstrap-options">
+        <nvpair id="opt-stonith" name="stonith-enabled" value="false"/>
+        <nvpair id="opt-recheck" name="cluster-recheck-interval" value="1min"/>
+      </cluster_property_set>
+    </crm_config>
+    <nodes/>
+    <resources>
+      <group id="web">
+        <primitive id="vip" class="ocf" provider="hastack" type="IPaddr2">
+          <instance_attributes id="vip-ia">
+            <nvpair id="vip-ip" name="ip" value="{vip}"/>
+            <nvpair id="vip-mask" name="cidr_netmask" value="24"/>
+            <nvpair id="vip-nic" name="nic" value="eth0"/>
+          </instance_attributes>
+          <operations>
+            <op id="vip-monitor" name="monitor" interval="{monitor}" timeout="10s"/>
+          </operations>
+        </primitive>
+        <primitive id="httpd" class="ocf" provider="hastack" type="anything">
+          <instance_attributes id="httpd-ia">
+            <nvpair id="httpd-bin" name="binfile" value="{sys.executable}"/>
+            <nvpair id="httpd-opts" name="cmdline_options" value="{server}"/>
+          </instance_attributes>
+          <operations>
+            <op id="httpd-monitor" name="monitor" interval="{monitor}" timeout="10s"/>
+            <op id="httpd-start" name="start" interval="0" timeout="20s"/>
+            <op id="httpd-stop" name="stop" interval="0" timeout="20s"/>
+          </operations>
+        </primitive>
+      </group>
+    </resources>
+    <constraints>{location}</constraints>
+    <rsc_defaults>
+      <meta_attributes id="rd">
+        <nvpair id="rd-stick" name="resource-stickiness" value="{stickiness}"/>{threshold}
+      </meta_attributes>
+    </rsc_defaults>
+  </configuration>
+  <status/>
+</cib>
+""".encode()
+
+
+def floating_ip(cluster: Cluster, index: int = 200) -> str:
+    """An unused address on link 0's subnet (hosts take .1 upwards)."""
+    assert cluster.lab is not None
+    return str(cluster.lab.link_subnet(0).network_address + index)
+
+
+def holders(cluster: Cluster, vip: str) -> list[str]:
+    """The nodes that have the address on an interface now."""
+    assert cluster.lab is not None
+    out = []
+    for name in cluster.names:
+        addrs = cluster.lab[name].run(["ip", "-4", "-o", "addr", "show"], check=False).stdout
+        if f" {vip}/" in addrs:
+            out.append(name)
+    return out
+
+
+_CLIENT = """
+import socket, sys
+vip, port, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+try:
+    with socket.create_connection((vip, port), timeout=timeout) as s:
+        s.sendall(b"GET / HTTP/1.0\\r\\nHost: x\\r\\n\\r\\n")
+        s.settimeout(timeout)
+        head = s.recv(64)
+except OSError as e:
+    print("fail", e)
+    sys.exit(1)
+print(head.split(b"\\r\\n")[0].decode())
+sys.exit(0 if head.startswith(b"HTTP/1.0 200") else 1)
+"""
+
+
+def http_ok(
+    cluster: Cluster, vip: str, client: str = "client", port: int = WEB_PORT, timeout: float = 1.0
+) -> bool:
+    """Whether the client gets a page through the floating address (a new connection)."""
+    assert cluster.lab is not None
+    result = cluster.lab[client].run(
+        [sys.executable, "-c", _CLIENT, vip, str(port), str(timeout)], check=False
+    )
+    return result.returncode == 0
+
+
+def pid_of_service(cluster: Cluster, node: str, resource: str = "httpd") -> int | None:
+    """The PID the anything agent recorded for `resource` on `node` (HA_VARRUN is per node)."""
+    path = Path(cluster[node].run_dir) / node / "varrun" / f"anything_{resource}.pid"
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
