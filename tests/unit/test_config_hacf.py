@@ -558,8 +558,9 @@ def test_sample_as_shipped_is_understood_line_by_line() -> None:
         "ha.cf: no heartbeat link: add at least one of ucast IF ADDR, mcast IF GROUP PORT TTL "
         "LOOP, bcast IF, serial DEVICE",
     ]
-    # the two directives it sets are kept, and a warning says nothing acts on them yet
-    assert sorted(w.message.split(":")[0] for w in warnings) == ["auto_failback", "logfacility"]
+    # the two directives it sets are kept; logfacility is not acted on (hastack logs to
+    # stderr and its log files), and says so; auto_failback is (R1's resource groups)
+    assert sorted(w.message.split(":")[0] for w in warnings) == ["logfacility"]
     assert all("not acted on" in w.message for w in warnings)
     hacf = parse_hacf(_sample() + "\nnode ken3 kathy\nbcast eth0\n", "ha.cf")
     assert (hacf.logfacility, hacf.auto_failback) == ("local0", "on")
@@ -612,14 +613,12 @@ def test_sample_with_its_examples_uncommented() -> None:
     not_acted = sorted({w.message.split(":")[0] for w in warnings if "not acted on" in w.message})
     assert not_acted == [
         "apiauth",
-        "auto_failback",
         "compression_threshold",
         "conn_logd_time",
         "hbgenmethod",
         "hopfudge",
         "logfacility",
         "msgfmt",
-        "realtime",
         "respawn",
         "stonith",
         "stonith_host",

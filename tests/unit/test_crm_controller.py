@@ -308,3 +308,21 @@ def test_no_quorum_policy_ignore_keeps_resources_running() -> None:
     c.handle("n1", c.ctl["n1"].membership_changed(c.view["n1"], c.now, c.wall))
     c.run()
     assert "n1" in c.where("ip")
+
+
+def test_a_failure_timeout_brings_the_resource_back_without_any_other_event() -> None:
+    cib = CIB.replace(
+        b'<nvpair id="rd-s" name="resource-stickiness"',
+        b'<nvpair id="rd-ft" name="failure-timeout" value="60s"/>'
+        b'<nvpair id="rd-s" name="resource-stickiness"',
+    )
+    assert cib != CIB
+    c = Cluster(cib, NODES)
+    c.fake["n1"].fail_starts.add("srv")
+    started(c)
+    assert c.where("srv") != ["n1"]
+    c.fake["n1"].fail_starts.clear()
+    c.tick(30.0)
+    assert c.where("srv") != ["n1"]  # not yet: the failure still counts
+    c.tick(32.0)  # past last-failure + 60 s: the recheck timer ran the scheduler again
+    assert c.where("srv") == ["n1"] and c.where("ip") == ["n1"]

@@ -53,7 +53,7 @@ NOT_ACTED_ON: dict[str, str] = {
     "hbgenmethod": "hastack always keeps its generation number in the run directory",
     "uuidfrom": "hastack identifies nodes by name and node_id",
     "max_rexmit_delay": "hastack does not retransmit heartbeats",
-    "rtprio": "hastack does not set a realtime priority",
+    "rtprio": "hastack's realtime priority is fixed (SCHED_RR 1, with `realtime on`)",
     "log_badpack": "hastack counts bad packets instead (hastack status)",
     "syslogmsgfmt": "hastack's log format is fixed",
     "use_apphbd": "hastack does not register with apphbd",
@@ -70,6 +70,8 @@ NOT_ACTED_ON: dict[str, str] = {
 
 # Directives hastack parses into HaCf but whose value has no effect (warned about).
 RECORDED_NO_EFFECT: dict[str, str] = {
+    "crm": "hastack always runs its resource manager; it reads DIR/cib.xml (R2) when present, "
+    "else DIR/haresources (R1)",
     "compression": "hastack's heartbeat messages are small and never compressed",
     "traditional_compression": "hastack's heartbeat messages are small and never compressed",
 }
@@ -77,12 +79,9 @@ RECORDED_NO_EFFECT: dict[str, str] = {
 # Directives hastack parses and checks, whose effect belongs to a part not built yet: the value
 # is kept in HaCf for that part, and a warning says that nothing acts on it today.
 NOT_ACTED_ON_YET: dict[str, str] = {
-    "auto_failback": "no resource manager acts on it yet (resources come with the CRM)",
-    "crm": "hastack's own resource manager is not built yet; nothing is started",
     "stonith": "no fencer acts on it yet (fencing comes in its own part)",
     "stonith_host": "no fencer acts on it yet (fencing comes in its own part)",
     "watchdog": "the node daemon does not feed a watchdog device yet",
-    "realtime": "the node daemon does not raise its scheduling priority",
     "logfacility": "the node daemon logs to stderr and logfile/debugfile, not to syslog",
     "use_logd": "the node daemon logs to stderr and logfile/debugfile, not to a logging daemon",
     "autojoin": "nodes must be listed with `node`; hastack does not add nodes that announce "
@@ -569,6 +568,7 @@ def _d_crm(b: _Builder, line: HaCfLine) -> None:
         )
     else:
         raise _Bad(f"{_q(token)} is not one of on, off, respawn (or yes/no, true/false)")
+    b.warn(line.source, "crm", f"recorded, but {RECORDED_NO_EFFECT['crm']}")
     b.set_scalar(line, "crm", value)
 
 

@@ -55,8 +55,9 @@ from hastack.crm.digest import Digester, crm_get_msec, find_op
 from hastack.crm.graph import Graph, GraphCycle, order
 from hastack.crm.operations import clear_moved_pins, expire_pins, list_pins
 from hastack.crm.placement import place
-from hastack.crm.state import resource_states
+from hastack.crm.state import failure_expiries, resource_states
 from hastack.crm.status_edit import (
+    clear_failcounts,
     clear_failures,
     count_failure,
     fatal_failure,
@@ -1115,7 +1116,7 @@ class Controller:
                     f"the scheduler could not compute a transition: {exc}",
                 )
             ]
-        self._set_recheck(cib, now)
+        self._set_recheck(cib, now, wall)
         if not graph.actions:
             if self.restarting:
                 # everything being restarted is stopped: start it again
@@ -1157,21 +1158,28 @@ class Controller:
             read_cib(etree.tostring(root), "<restart>"), status=cib.status, extra=cib.extra
         )
 
-    def _set_recheck(self, cib: Cib, now: float) -> None:
+    def _set_recheck(self, cib: Cib, now: float, wall: float) -> None:
+        """The next time the scheduler must run although nothing happens: the
+        cluster-recheck-interval (time-based rules), and the expiry of each failure under a
+        failure-timeout (the resource may come back then)."""
         options = cib.cluster_options()
         interval_ms = crm_get_msec(options.get("cluster-recheck-interval", "15min"))
         interval = interval_ms / 1000 if interval_ms > 0 else DEFAULT_RECHECK
-        self.recheck_at = (
-            min(self.recheck_at, now + interval) if self.recheck_at != INF else (now + interval)
-        )
+        times = [now + interval]
+        times += [now + (at - wall) + 1.0 for at in failure_expiries(cib) if at > wall - 1.0]
+        self.recheck_at = min(self.recheck_at, *times)
 
     def _advance(self, t: _Transition, now: float, wall: float) -> list[Effect]:
         effects: list[Effect] = []
-        if t.aborted is None:
+        progress = True
+        while progress and t.aborted is None:
+            # actions done on the spot (a cancel, a fail-count clearing) make others ready
+            done_before = len(t.done)
             for action in t.graph.ready(t.done):
                 if action.name in t.inflight or action.name in t.failed:
                     continue
                 effects += self._start_action(t, action, now, wall)
+            progress = len(t.done) > done_before
         if not t.inflight and (t.aborted is not None or not self._runnable(t)):
             outcome = "aborted: " + t.aborted if t.aborted else "complete"
             if t.aborted is None and len(t.done) < len(t.graph.actions):
@@ -1236,7 +1244,8 @@ class Controller:
         if action.task == "delete" or action.task == "clear_failcount":
             t.done.add(name)
             if action.task == "clear_failcount" and action.rsc is not None:
-                self.states, _ = clear_failures(self.states, action.rsc, node)
+                self.states = clear_failcounts(self.states, action.rsc, node)
+                self._share_needed = True
             return []
         assert self._digester is not None
         try:

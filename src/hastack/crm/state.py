@@ -863,3 +863,28 @@ def resource_states(cib: Cib, now: float | None = None) -> ClusterState:
         stonith_enabled=fencing,
         maintenance_mode=maintenance_mode,
     )
+
+
+def failure_expiries(cib: Cib) -> list[float]:
+    """When each recorded failure of a resource with a ``failure-timeout`` expires (seconds
+    since the epoch, from the failed operation's last-rc-change): the times the cluster must
+    look again, since nothing else happens then (Pacemaker's controller rechecks at them)."""
+    index = _resource_index(cib)
+    out: list[float] = []
+    for state in cib.status:
+        for resource in state.lrm_resources:
+            entry = index.get(resource.id.partition(":")[0])
+            if entry is None:
+                continue
+            timeout_ms = _failure_timeout_ms(entry[2])
+            if timeout_ms <= 0:
+                continue
+            for op in resource.ops:
+                if "_last_failure_" not in op.id:
+                    continue
+                try:
+                    changed = int(op.last_rc_change or op.last_run or "")
+                except ValueError:
+                    continue
+                out.append(changed + timeout_ms / 1000)
+    return out

@@ -235,6 +235,22 @@ def fatal_failure(
     return set_transient(states, node, {count_name: "INFINITY", last_name: str(int(when))})
 
 
+def clear_failcounts(states: States, resource: str, node: str) -> dict[str, NodeState]:
+    """The scheduler's ``clear_failcount`` of an expired failure: a resource's fail counts
+    and last-failure times on one node go; its operation history stays."""
+    out = dict(states)
+    base = resource.partition(":")[0]
+    names = [
+        k
+        for k in transient(out.get(node))
+        if k.startswith(("fail-count-", "last-failure-"))
+        and k.split("-", 2)[2].split("#", 1)[0].partition(":")[0] == base
+    ]
+    if names:
+        out = set_transient(out, node, dict.fromkeys(names))
+    return out
+
+
 def clear_failures(
     states: States, resource: str, node: str | None = None
 ) -> tuple[dict[str, NodeState], list[str]]:

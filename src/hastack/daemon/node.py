@@ -20,7 +20,7 @@ from hastack import __version__
 from hastack.config.errors import ConfigError
 from hastack.config.model import ClusterConfig
 from hastack.crm.cib_source import LoadedCib, load_cib
-from hastack.daemon import clock, logsetup
+from hastack.daemon import clock, logsetup, realtime
 from hastack.daemon.control import ControlServer, Handler
 from hastack.daemon.crm_shell import CrmShell, is_message_datagram
 from hastack.daemon.rundir import AlreadyRunning, NodeRunDir
@@ -474,6 +474,9 @@ def start(config_dir: str, node: str | None = None) -> int:
     problems = logsetup.configure(name, hacf.logfile, hacf.debugfile, debug=hacf.debug > 0)
     for text in problems:
         emit(logger, "warning", "log-file-error", text)
+    if hacf.realtime:
+        for text in realtime.apply():
+            emit(logger, "warning", "realtime-unavailable", text)
     rundir = NodeRunDir(resolve_run_dir(config), name)
     try:
         rundir.create()
