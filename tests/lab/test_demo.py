@@ -26,6 +26,12 @@ def test_demo_in_namespaces_reports_a_new_dc_and_cleans_up() -> None:
     assert summary["term_after"] > summary["term_before"]
     assert 0 < summary["detection_s"] <= summary["deadtime"] + 0.3
     assert summary["reelection_s"] >= summary["detection_s"]
+    # the floating IP and the web server moved from the powered-off DC to a survivor
+    service = summary["service"]
+    assert service["active"] == summary["killed"]
+    assert len(service["now_on"]) == 1
+    assert service["now_on"] != [summary["killed"]]
+    assert summary["detection_s"] < service["downtime_s"] < 10
     # nothing the demo made is left (namespaces of other, concurrent labs may come and go)
     assert set(list_netns()) - before == set()
     assert not os.path.exists(summary["workdir"])

@@ -37,6 +37,7 @@ class Failover:
     detection_log: float | None  # from the survivors' node-dead log lines
     reelection_log: float | None  # from the new DC's dc-elected log line
     status_after: Status | None
+    t_fault: float = 0.0  # time.monotonic() just before the signal (or the power-off)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,15 +60,21 @@ def log_events(path: Path, event: str, since_wall: float) -> list[tuple[float, s
 
 
 def kill_and_measure(
-    cluster: Cluster, victim: str, timeout: float = 30.0, interval: float = 0.005
+    cluster: Cluster,
+    victim: str,
+    timeout: float = 30.0,
+    interval: float = 0.005,
+    *,
+    crash: bool = False,
 ) -> Failover:
-    """SIGKILL `victim` and measure until every survivor agrees on a DC among themselves."""
+    """SIGKILL `victim` (`crash`: power its machine off, see Cluster.crash) and measure until
+    every survivor agrees on a DC among themselves."""
     survivors = [n for n in cluster.running if n != victim]
     before = cluster[victim].status()
     was_dc = bool(before and before.get("is_dc"))
     term_before = before.get("term") if before else None
     wall_kill = time.time()
-    t_kill = cluster.kill(victim)
+    t_kill = cluster.crash(victim) if crash else cluster.kill(victim)
     detection = reelection = acting = None
     last: dict[str, Status | None] = {}
     deadline = t_kill + timeout
@@ -118,4 +125,5 @@ def kill_and_measure(
         detection_log=min(dead_lines) - wall_kill if dead_lines else None,
         reelection_log=min(s for s, _, _ in elected) - wall_kill if elected else None,
         status_after=status_after,
+        t_fault=t_kill,
     )

@@ -10,6 +10,7 @@ address, with a fresh TCP connection each time.
 from __future__ import annotations
 
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -137,3 +138,56 @@ def pid_of_service(cluster: Cluster, node: str, resource: str = "httpd") -> int 
         return int(path.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
+
+
+_PROBER = """
+import socket, sys, time
+vip, port, start_at = sys.argv[1], int(sys.argv[2]), float(sys.argv[4])
+time.sleep(max(0.0, start_at - time.monotonic()))
+deadline = time.monotonic() + float(sys.argv[3])
+failed = False  # only a page after a failed attempt counts: the service came back
+while time.monotonic() < deadline:
+    try:
+        with socket.create_connection((vip, port), timeout=0.02) as s:
+            s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+            s.settimeout(1.0)
+            ok = s.recv(12).startswith(b"HTTP/1.0 200")
+    except OSError:
+        ok = False
+    if ok and failed:
+        print(f"{time.monotonic():.6f}")
+        sys.exit(0)
+    if not ok:
+        failed = True
+    time.sleep(0.002)
+sys.exit(1)
+"""
+
+
+def start_prober(
+    cluster: Cluster,
+    vip: str,
+    start_at: float,
+    client: str = "client",
+    port: int = WEB_PORT,
+    timeout: float = 30.0,
+) -> subprocess.Popen[str]:
+    """A client that, from `start_at` (time.monotonic(), which every namespace shares), opens a
+    new connection to the floating address every 2 ms, and reports the first page it gets
+    after an attempt failed (the service came back); read it with `probe_result`. Started
+    ahead of a fault, so that its own start-up is not counted."""
+    assert cluster.lab is not None
+    argv = cluster.lab[client].ns_argv(
+        [sys.executable, "-c", _PROBER, vip, str(port), str(timeout), f"{start_at:.6f}"]
+    )
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def probe_result(
+    prober: subprocess.Popen[str], since: float, timeout: float = 60.0
+) -> float | None:
+    """Seconds from `since` to the prober's first page (None: none came in its time)."""
+    out, _ = prober.communicate(timeout=timeout)
+    if prober.returncode != 0 or not out.strip():
+        return None
+    return float(out.strip()) - since
