@@ -168,6 +168,25 @@ def test_operators_move_ban_clear_standby_and_reconfigure(three: tuple[Cluster, 
     assert saved.xpath("//nvpair[@name='description']/@value") == ["changed"]
 
 
+def test_every_transition_input_is_saved_and_replays(three: tuple[Cluster, str]) -> None:
+    c, _vip = three
+    dc = next(n for n in c.names if (c[n].status() or {}).get("is_dc"))
+    pengine = c[dc].run_dir / dc / "pengine"
+    inputs = sorted(pengine.glob("pe-input-*.bz2"))
+    assert inputs, f"no scheduler input saved in {pengine}"
+    # hastack simulate reads Pacemaker's saved-input format: the first transition's input
+    # (everything stopped, nothing known) starts the web group on n1 again
+    replay = subprocess.run(
+        hastack_argv("simulate", "-x", str(pengine / "pe-input-0.bz2")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=hastack_env(),
+    )
+    assert replay.returncode == 0, replay.stderr
+    assert "vip" in replay.stdout and "n1" in replay.stdout
+
+
 def test_a_clean_stop_moves_the_service_before_the_node_leaves(
     three: tuple[Cluster, str],
 ) -> None:

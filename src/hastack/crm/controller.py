@@ -55,6 +55,7 @@ from hastack.crm.digest import Digester, crm_get_msec, find_op
 from hastack.crm.graph import Graph, GraphCycle, order
 from hastack.crm.operations import clear_moved_pins, expire_pins, list_pins
 from hastack.crm.placement import place
+from hastack.crm.saved_inputs import series_limit
 from hastack.crm.state import failure_expiries, resource_states
 from hastack.crm.status_edit import (
     clear_failcounts,
@@ -120,6 +121,17 @@ class SaveCib:
 
 
 @dataclass(frozen=True)
+class SaveInput:
+    """Keep the scheduler's input of one transition (pe-input-N.bz2, or pe-error-N.bz2 when
+    the scheduler failed on it), bounded by the series' `limit`, as Pacemaker keeps them."""
+
+    cib: Cib
+    series: str  # "pe-input" or "pe-error"
+    limit: int
+    tid: int
+
+
+@dataclass(frozen=True)
 class Reply:
     """Answer the operator request given with `token`."""
 
@@ -135,7 +147,7 @@ class Event:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-Effect = SendMessage | RunAgent | CancelAgent | SaveCib | Reply | Event | Log
+Effect = SendMessage | RunAgent | CancelAgent | SaveCib | SaveInput | Reply | Event | Log
 
 
 @dataclass(frozen=True)
@@ -1109,12 +1121,14 @@ class Controller:
             transition = plan(cib, state, placement, wall)
             graph = order(cib, state, placement, transition)
         except (GraphCycle, ValueError, NotImplementedError) as exc:
+            options = cib.cluster_options()
             return [
+                SaveInput(cib, "pe-error", series_limit(options, "pe-error"), self.tid),
                 Log(
                     "error",
                     "crm-scheduler-failed",
                     f"the scheduler could not compute a transition: {exc}",
-                )
+                ),
             ]
         self._set_recheck(cib, now, wall)
         if not graph.actions:
@@ -1139,7 +1153,11 @@ class Controller:
             ),
         ]
         self._digester = Digester(cib, wall)
-        return effects + self._advance(self.transition, now, wall)
+        effects += self._advance(self.transition, now, wall)
+        # kept after the actions are on their way: writing it is not on the failover's path
+        options = cib.cluster_options()
+        effects.append(SaveInput(cib, "pe-input", series_limit(options, "pe-input"), self.tid))
+        return effects
 
     def _with_restarts(self, cib: Cib) -> Cib:
         """The scheduler's input while a restart is under way: the resources being restarted

@@ -28,6 +28,7 @@ from hastack.config.model import ClusterConfig
 from hastack.crm.agent_calls import CallError
 from hastack.crm.alert_runner import AlertRunner
 from hastack.crm.alerts import parse_alerts
+from hastack.crm.cib.xml import write_cib
 from hastack.crm.cib_source import LoadedCib
 from hastack.crm.controller import (
     CancelAgent,
@@ -37,10 +38,12 @@ from hastack.crm.controller import (
     Reply,
     RunAgent,
     SaveCib,
+    SaveInput,
     SendMessage,
 )
 from hastack.crm.events import ClusterEvent, EventError, log_cluster_event
 from hastack.crm.history import EventHistory
+from hastack.crm.saved_inputs import InputStore
 from hastack.daemon import clock
 from hastack.fileio import write_atomically
 from hastack.membership.effects import Log
@@ -114,6 +117,7 @@ class CrmShell:
         self.errors = 0
         self.closed = False
         self.history = EventHistory(run_path)
+        self.inputs = InputStore(run_path / "pengine")  # hastack simulate -x replays them
         self.alerts: AlertRunner | None = None  # made on the running loop, in open()
         self._event_seq = 0
         self._initial_cib = cib.data
@@ -315,6 +319,18 @@ class CrmShell:
             write_atomically(self.run_path / "cib.xml", effect.data, mode=0o600)
             if self.alerts is not None:  # the alerts section may have changed with it
                 self.alerts.configure(parse_alerts(effect.data))
+            return []
+        if isinstance(effect, SaveInput):
+            saved = self.inputs.save(write_cib(effect.cib), effect.series, effect.limit)  # type: ignore[arg-type]
+            if saved is not None:
+                emit(
+                    logger,
+                    "info",
+                    "crm-input-saved",
+                    f"transition {effect.tid}: scheduler input saved as {saved.path}",
+                    tid=effect.tid,
+                    path=str(saved.path),
+                )
             return []
         if isinstance(effect, Reply):
             future = self._replies.get(effect.token)
