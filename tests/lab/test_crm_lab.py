@@ -136,7 +136,7 @@ def test_a_dead_service_is_restarted_then_moved_after_migration_threshold(
 
 def test_operators_move_ban_clear_standby_and_reconfigure(three: tuple[Cluster, str]) -> None:
     c, vip = three
-    moved = cli(c, "n2", "resource", "move", "web", "n3")
+    moved = cli(c, "n2", "resource", "move", "web", "n3", "--permanent")
     assert moved.returncode == 0, moved.stderr
     wait("moved to n3", serving(c, vip, "n3"))
     status = json.loads(cli(c, "n1", "status", "--json").stdout)

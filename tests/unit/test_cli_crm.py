@@ -145,7 +145,9 @@ def test_dry_run_prints_diff_and_transition_and_changes_nothing(
     )
     assert code == 0
     assert cib_file.read_bytes() == CIB
-    assert '+      <rsc_location id="cli-prefer-db" rsc="db" role="Started" node="node2"' in out
+    # transient by default: the pin carries the "until moved" rule
+    assert '+      <rsc_location id="cli-prefer-db" rsc="db" role="Started">' in out
+    assert "#hastack-until-moved" in out
     transition = out.split("Transition:\n", 1)[1].splitlines()
     assert "  * db_stop_0 node1: db moves away" in transition
     assert any(line.startswith("  * db_start_0 node2") for line in transition)
@@ -296,7 +298,9 @@ def test_commands_through_the_control_socket(
     conf, dc = daemon
     at = ["-c", conf, "--node", "node1"]
     code, out, err = hastack(capsys, "resource", "ban", "db", "node2", *at)
-    assert code == 0 and "banned db from node2 (version 0.6.0)" in out, err
+    assert (
+        code == 0 and "banned db from node2 (until the move has happened) (version 0.6.0)" in out
+    ), err
     assert b'id="cli-ban-db-on-node2"' in dc.data
     code, out, _ = hastack(capsys, "constraint", "list", "--json", *at)
     assert [c["id"] for c in json.loads(out)] == ["cli-ban-db-on-node2"]

@@ -326,3 +326,18 @@ def test_a_failure_timeout_brings_the_resource_back_without_any_other_event() ->
     assert c.where("srv") != ["n1"]  # not yet: the failure still counts
     c.tick(32.0)  # past last-failure + 60 s: the recheck timer ran the scheduler again
     assert c.where("srv") == ["n1"] and c.where("ip") == ["n1"]
+
+
+def test_events_carry_the_previous_state_for_the_hooks() -> None:
+    c = started(Cluster(CIB, NODES))
+    starts = [e for _, e in c.events if e.name == "resource-started"]
+    assert starts and all(e.fields["previous"] == "Stopped" for e in starts)
+    c.fake["n1"].running.pop("srv")
+    c.monitor_now("n1")
+    (failed,) = [e for _, e in c.events if e.name == "resource-failed"]
+    assert failed.fields["previous"] == "Started" and failed.fields["resource"] == "srv"
+    # every event the controller emits is one the history and the hooks accept
+    from hastack.crm.events import ClusterEvent
+
+    for seq, (_, e) in enumerate(c.events, start=1):
+        ClusterEvent.from_fields(seq, 1.0, e.name, e.fields)

@@ -410,13 +410,26 @@ def register_resource(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         p = sub(name, verb, run_move)
         p.add_argument("resource", metavar="RESOURCE")
         p.add_argument("target_node", metavar="NODE", nargs="?")
-        p.add_argument("-u", "--lifetime", metavar="DURATION", help="ISO 8601 duration, e.g. PT10M")
-        p.add_argument("--promoted", action="store_true", help="the promoted role only")
-        p.add_argument(
+        # An operator's pin is transient by default: it goes once the move has happened
+        # (or when its lifetime ends); --permanent is crm_resource's plain constraint.
+        how = p.add_mutually_exclusive_group()
+        how.add_argument(
+            "-u",
+            "--lifetime",
+            metavar="DURATION",
+            help="ISO 8601 duration, e.g. PT10M: the constraint ends then",
+        )
+        how.add_argument(
             "--until-moved",
             action="store_true",
-            help="remove the constraint once the move has happened",
+            help="remove the constraint once the move has happened (the default)",
         )
+        how.add_argument(
+            "--permanent",
+            action="store_true",
+            help="keep the constraint until `hastack resource clear` (crm_resource's default)",
+        )
+        p.add_argument("--promoted", action="store_true", help="the promoted role only")
         if name == "move":
             p.add_argument("--force", action="store_true", help="also ban the node it runs on now")
         p.set_defaults(op=f"resource-{name}")
@@ -506,7 +519,9 @@ def run_move(args: argparse.Namespace) -> int:
         op["node"] = args.target_node
     if args.lifetime:
         op["lifetime"] = args.lifetime
-    for key in ("promoted", "until_moved", "force"):
+    elif not args.permanent:
+        op["until_moved"] = True  # transient by default
+    for key in ("promoted", "force"):
         if getattr(args, key, False):
             op[key] = True
     return change(args, op)

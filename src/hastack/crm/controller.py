@@ -784,7 +784,9 @@ class Controller:
             if not self._fencing_enabled():
                 # without fencing, a node that left is taken to have stopped everything
                 self.states = forget_lrm(self.states, node)
-            effects.append(Event("node-lost", {"node": node}))
+            effects.append(
+                Event("node-lost", {"node": node, "nodeid": self._id(node), "previous": "member"})
+            )
             effects.append(
                 Log("warning", "crm-node-lost", f"node {node} left the cluster", {"node": node})
             )
@@ -796,7 +798,9 @@ class Controller:
             self._abort(f"node {node} left")
         for node in new:
             self.states = node_state(self.states, node, self._id(node), member=True, joined=False)
-            effects.append(Event("node-joined", {"node": node}))
+            effects.append(
+                Event("node-joined", {"node": node, "nodeid": self._id(node), "previous": "lost"})
+            )
             effects += self._ask_join(node, now)
             self._abort(f"node {node} joined")
         if old.quorate != self.view.quorate:
@@ -862,6 +866,7 @@ class Controller:
         else:
             failed = not status_ok or rc != expected
         agent = _agent_parts(str(message.get("agent", "")))
+        previous = self._role_on(sender, rsc)
         self.states = record_op(self.states, sender, rsc, agent, op, failed=failed)
         effects: list[Effect] = []
         if failed and not probe:
@@ -881,6 +886,7 @@ class Controller:
                         "target_rc": expected,
                         "status": op.op_status_int,
                         "desc": op.exit_reason or "",
+                        "previous": previous,
                     },
                 )
             )
@@ -888,7 +894,13 @@ class Controller:
             effects.append(
                 Event(
                     _DONE_EVENTS[task],
-                    {"node": sender, "resource": rsc, "task": task, "rc": rc},
+                    {
+                        "node": sender,
+                        "resource": rsc,
+                        "task": task,
+                        "rc": rc,
+                        "previous": previous,
+                    },
                 )
             )
         self._share_needed = True
@@ -905,6 +917,23 @@ class Controller:
             # a recurring monitor's news: a failure, or a recovery
             self._abort(f"{name} now returns {rc}")
         return effects
+
+    def _role_on(self, node: str, rsc: str) -> str:
+        """A resource's role on a node by the DC's record of its last one-shot operation."""
+        state = self.states.get(node)
+        for entry in state.lrm_resources if state is not None else ():
+            if entry.id != rsc:
+                continue
+            last = next((o for o in entry.ops if o.id == f"{rsc}_last_0"), None)
+            if last is None or last.op_status_int != 0:
+                return "Unknown" if last is not None else "Stopped"
+            task, rc = last.operation, last.rc_code_int
+            if rc == RC_PROMOTED or (task == "promote" and rc == RC_OK):
+                return "Promoted"
+            if rc == RC_OK and task != "stop":
+                return "Started"
+            return "Stopped"
+        return "Stopped"
 
     def _start_failure_is_fatal(self) -> bool:
         options = self._config_model().cluster_options()
