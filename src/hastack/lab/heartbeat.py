@@ -20,7 +20,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +67,11 @@ class HeartbeatCluster:
     media: Media = "ucast"
     workdir: str | None = None
     keep: bool = False
+    # R1 resources: the haresources file every node gets (empty: none); a function of the
+    # cluster when it needs the lab's addresses (a floating IP on its subnet)
+    haresources: str | Callable[[HeartbeatCluster], str] = ""
+    # namespace hosts that run no heartbeat (a client of the cluster's services), on every link
+    extra_hosts: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         n = self.nodes
@@ -101,7 +106,7 @@ class HeartbeatCluster:
             raise RuntimeError(reason)
         if self.workdir is None:
             self.workdir = tempfile.mkdtemp(prefix=f"hastack-hb-{os.getpid()}-")
-        self.lab = Lab(self.names, links=self.links)
+        self.lab = Lab([*self.names, *self.extra_hosts], links=self.links)
         self.lab.build()
         self._key = os.urandom(16).hex()  # one key for the whole cluster
         for name in self.names:
@@ -135,7 +140,9 @@ class HeartbeatCluster:
         lines += media_lines(self.media, self.links, addresses, 694)
         lines += [f"node {n}" for n in self.names]
         (d / "etc-ha.d" / "ha.cf").write_text("\n".join(lines) + "\n")
-        (d / "etc-ha.d" / "haresources").write_text("")  # heartbeat refuses to start without
+        # heartbeat refuses to start without the file, even with no resources
+        res = self.haresources(self) if callable(self.haresources) else self.haresources
+        (d / "etc-ha.d" / "haresources").write_text(res)
         authkeys = d / "etc-ha.d" / "authkeys"
         authkeys.write_text(f"auth 1\n1 sha1 {self._key}\n")
         os.chmod(authkeys, 0o600)

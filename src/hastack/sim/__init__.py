@@ -1,4 +1,12 @@
-"""The deterministic simulator: real membership cores against a simulated world, one seed."""
+"""The deterministic simulator: real membership cores against a simulated world, one seed.
+
+With ``SimConfig(crm=True)`` (``hastack sim --crm``) every node also runs the resource
+manager's real cores — the controller and the reliable messaging, over the same simulated
+network — with a simulated executor, and three more invariants are checked: no resource
+active twice beyond a bound derived from the timers, every resource placed exactly once
+after a stable period, and actions only on the orders of the current term's DC
+(:mod:`hastack.sim.crm`, docs/design/crm.md).
+"""
 
 from hastack.sim.result import INVARIANTS, SimConfig, SimResult, Violation
 from hastack.sim.runner import run_config, run_seed, run_seeds

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from hastack.sim.result import SimConfig, SimResult
-from hastack.sim.runner import load_factory, run_seeds
+from hastack.sim.runner import load_controller, load_factory, run_seeds
 from hastack.sim.scenario import FAULT_KINDS, parse_faults
 
 FULL_REPORTS = 3  # violations printed with their event log; the rest get one line each
@@ -99,6 +99,20 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         metavar="MODULE:CLASS",
         help="run another core class (a deliberately broken one, to see the checker fail)",
     )
+    parser.add_argument(
+        "--crm",
+        action="store_true",
+        help="run the resource manager too (controllers, messaging, a simulated executor) and "
+        "check its invariants: no resource active twice beyond a bound, every resource placed "
+        "once after a stable period, actions only on the current DC's orders",
+    )
+    parser.add_argument(
+        "--controller",
+        default="",
+        metavar="MODULE:CLASS",
+        help="with --crm: run another controller class (a subclass of "
+        "hastack.sim.crm.SimController, deliberately broken, to see the checkers fail)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.set_defaults(func=run)
     return parser
@@ -125,11 +139,21 @@ def run(args: argparse.Namespace) -> int:
         keepalive=args.keepalive,
         deadtime=args.deadtime,
         core=args.core,
+        crm=args.crm,
+        controller=args.controller,
     )
+    if args.controller and not args.crm:
+        print("hastack sim: --controller needs --crm", file=sys.stderr)
+        return 2
     try:
         load_factory(args.core)
     except (ImportError, AttributeError, ValueError) as exc:
         print(f"hastack sim: --core {args.core}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        load_controller(args.controller)
+    except (ImportError, AttributeError, ValueError) as exc:
+        print(f"hastack sim: --controller {args.controller}: {exc}", file=sys.stderr)
         return 2
     started = time.monotonic()
     results = list(
@@ -187,6 +211,17 @@ def summarize(results: list[SimResult], elapsed: float) -> dict[str, Any]:
             k: total(k) for k in ("net_faults", "crashes", "pauses", "fences", "restarts")
         },
         "trace_hash": results[0].trace_hash if len(results) == 1 else None,
+        "crm": {
+            "actions": total("crm_actions"),
+            "orders_checked": total("checks_crm_orders"),
+            "converge_checks": total("checks_crm_converge"),
+            "max_overlap_s": most("max_overlap_s"),
+            "overlap_bound_s": most("overlap_bound_s"),
+            "max_converge_s": most("max_crm_converge_s"),
+            "converge_bound_s": most("crm_converge_bound_s"),
+        }
+        if any(r.config.crm for r in results)
+        else None,
     }
 
 
@@ -222,6 +257,14 @@ def render(results: list[SimResult], summary: dict[str, Any], single: bool) -> s
         f"  slowest election {s['max_elect_s']} s (bound {s['elect_bound_s']} s), "
         f"slowest convergence {s['max_converge_s']} s (bound {s['converge_bound_s']} s)"
     )
+    crm = s.get("crm")
+    if crm:
+        lines.append(
+            f"  crm: {crm['actions']} actions ({crm['orders_checked']} orders checked), "
+            f"{crm['converge_checks']} placement checks; longest double activity "
+            f"{crm['max_overlap_s']} s (bound {crm['overlap_bound_s']} s), slowest placement "
+            f"{crm['max_converge_s']} s (bound {crm['converge_bound_s']} s)"
+        )
     f = s["faults_injected"]
     lines.append(
         f"  injected: {f['net_faults']} network faults, {f['crashes']} crashes, "

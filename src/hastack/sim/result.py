@@ -13,6 +13,10 @@ INVARIANTS = {
     "no-dc": "(c) a stable quorate partition elects a DC within the bound",
     "no-convergence": "(d) after the network heals, live members agree on members and DC",
     "core-error": "the core raised an exception or stopped making progress",
+    "crm-double-active": "(1) no resource active on two live nodes for longer than the bound",
+    "crm-no-convergence": "(2) stable and all up: every resource active exactly once, DC idle",
+    "crm-stale-order": "(3) every action a node runs was ordered by the DC of its term",
+    "crm-error": "the controller or messaging core raised or stopped making progress",
 }
 
 
@@ -28,12 +32,16 @@ class SimConfig:
     log_lines: int = 200  # the ring buffer of recent events kept for a violation report
     socket_buffer: int = 64  # datagrams queued per link for a paused node; more are dropped
     core: str = ""  # "module:Class" of another core (a mutant, to prove the checker); "" = real
+    crm: bool = False  # run the resource manager too (controller, messaging, executor)
+    controller: str = ""  # "module:Class" of another controller (with crm); "" = the real one
 
     def replay_command(self, seed: int, duration: float) -> str:
         return (
             f"hastack sim --nodes {self.nodes} --seed {seed} --faults {','.join(self.faults)}"
             f" --duration {duration:g} --keepalive {self.keepalive:g} --deadtime {self.deadtime:g}"
             + (f" --core {self.core}" if self.core else "")
+            + (" --crm" if self.crm else "")
+            + (f" --controller {self.controller}" if self.crm and self.controller else "")
         )
 
 

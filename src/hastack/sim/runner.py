@@ -10,6 +10,7 @@ from functools import partial
 
 from hastack.config.model import Timing
 from hastack.membership.params import CoreParams
+from hastack.sim.crm import ControllerFactory
 from hastack.sim.params import sim_params
 from hastack.sim.result import SimConfig, SimResult
 from hastack.sim.scenario import FAULT_KINDS
@@ -29,6 +30,17 @@ def load_factory(spec: str = "") -> CoreFactory:
     return factory  # type: ignore[no-any-return]
 
 
+def load_controller(spec: str = "") -> ControllerFactory | None:
+    """The controller class named "module:Class", or None (the real one, instrumented)."""
+    if not spec:
+        return None
+    module, sep, name = spec.partition(":")
+    if not sep:
+        raise ValueError(f"controller {spec!r}: expected module:Class")
+    factory = getattr(importlib.import_module(module), name)
+    return factory  # type: ignore[no-any-return]
+
+
 def params_for(config: SimConfig, timing: Timing | None = None) -> CoreParams:
     return sim_params(config.nodes, config.keepalive, config.deadtime, timing=timing)
 
@@ -38,10 +50,15 @@ def run_config(
     config: SimConfig,
     core_factory: CoreFactory | None = None,
     timing: Timing | None = None,
+    controller_factory: ControllerFactory | None = None,
 ) -> SimResult:
-    """Run one seed. The same seed, config, factory and timing always give the same run."""
+    """Run one seed. The same seed, config, factories and timing always give the same run."""
     world = World(
-        seed, config, params_for(config, timing), core_factory or load_factory(config.core)
+        seed,
+        config,
+        params_for(config, timing),
+        core_factory or load_factory(config.core),
+        controller_factory=controller_factory or load_controller(config.controller),
     )
     return world.run()
 
@@ -58,6 +75,8 @@ def run_seed(
     timing: Timing | None = None,
     log_lines: int = 200,
     core: str = "",
+    crm: bool = False,
+    controller_factory: ControllerFactory | None = None,
 ) -> SimResult:
     config = SimConfig(
         nodes=nodes,
@@ -67,8 +86,9 @@ def run_seed(
         deadtime=deadtime,
         log_lines=log_lines,
         core=core,
+        crm=crm,
     )
-    return run_config(seed, config, core_factory, timing)
+    return run_config(seed, config, core_factory, timing, controller_factory)
 
 
 def run_seeds(

@@ -88,19 +88,25 @@ def parse_faults(text: str) -> tuple[str, ...]:
     return kinds
 
 
-def auto_duration(bounds: Bounds, timing: Timing, windows: int = 2) -> float:
-    """A run long enough for the warm-up and `windows` fault windows with their quiet periods."""
-    return round(_warmup(bounds, timing) + windows * (_quiet(bounds, timing) + 6 * timing.deadtime))
+def auto_duration(
+    bounds: Bounds, timing: Timing, windows: int = 2, extra_quiet: float = 0.0
+) -> float:
+    """A run long enough for the warm-up and `windows` fault windows with their quiet periods
+    (each `extra_quiet` longer: the resource manager's convergence needs more than (d))."""
+    return round(
+        _warmup(bounds, timing, extra_quiet)
+        + windows * (_quiet(bounds, timing, extra_quiet) + 6 * timing.deadtime)
+    )
 
 
-def _warmup(bounds: Bounds, timing: Timing) -> float:
-    return bounds.converge + 2 * timing.deadtime
+def _warmup(bounds: Bounds, timing: Timing, extra: float = 0.0) -> float:
+    return bounds.converge + 2 * timing.deadtime + extra
 
 
-def _quiet(bounds: Bounds, timing: Timing) -> float:
+def _quiet(bounds: Bounds, timing: Timing, extra: float = 0.0) -> float:
     # After the last fault a fenced node may still be powered off and restarted (fence delay
     # up to deadtime, restart up to 2 x deadtime), then (d) needs `converge`, then a few samples.
-    return bounds.converge + 3 * timing.deadtime + 4 * bounds.sample
+    return bounds.converge + 3 * timing.deadtime + 4 * bounds.sample + extra
 
 
 class ScenarioBuilder:
@@ -113,7 +119,9 @@ class ScenarioBuilder:
         duration: float,
         timing: Timing,
         bounds: Bounds,
+        extra_quiet: float = 0.0,
     ) -> None:
+        self.extra_quiet = extra_quiet
         self.rng = rng
         self.n = nodes
         self.links = links
@@ -133,8 +141,8 @@ class ScenarioBuilder:
         rates = tuple(self._rate() if drift else 1.0 for _ in range(self.n))
         start_at = tuple(rng.uniform(0.0, t.deadtime) for _ in range(self.n))
         windows: list[tuple[float, float]] = []
-        at = max(start_at) + _warmup(self.bounds, t)
-        quiet = _quiet(self.bounds, t)
+        at = max(start_at) + _warmup(self.bounds, t, self.extra_quiet)
+        quiet = _quiet(self.bounds, t, self.extra_quiet)
         while self.kinds and at + 2 * t.deadtime + quiet <= self.duration:
             length = rng.uniform(2.0, 8.0) * t.deadtime
             length = min(length, self.duration - quiet - at)
@@ -245,5 +253,6 @@ def generate_scenario(
     duration: float,
     timing: Timing,
     bounds: Bounds,
+    extra_quiet: float = 0.0,
 ) -> Scenario:
-    return ScenarioBuilder(rng, nodes, links, kinds, duration, timing, bounds).build()
+    return ScenarioBuilder(rng, nodes, links, kinds, duration, timing, bounds, extra_quiet).build()

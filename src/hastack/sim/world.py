@@ -21,6 +21,7 @@ from hastack.membership.params import CoreParams
 from hastack.membership.status import NodeStatus
 from hastack.sim.bounds import Bounds, derive_bounds
 from hastack.sim.clock import SimClock
+from hastack.sim.crm import ControllerFactory, CrmWorld, derive_crm_bounds
 from hastack.sim.network import Network
 from hastack.sim.result import SimConfig, SimResult, Violation
 from hastack.sim.scenario import (
@@ -120,8 +121,10 @@ class World:
         params: CoreParams,
         core_factory: CoreFactory,
         scenario: Scenario | None = None,
+        controller_factory: ControllerFactory | None = None,
     ) -> None:
-        """`scenario` replaces the drawn fault schedule (for tests of one situation)."""
+        """`scenario` replaces the drawn fault schedule (for tests of one situation);
+        `controller_factory` the resource manager's controller class (with `config.crm`)."""
         root = random.Random(seed)
         scenario_rng = random.Random(root.getrandbits(64))
         net_rng = random.Random(root.getrandbits(64))
@@ -134,8 +137,15 @@ class World:
         n = len(params.nodes)
         self.network = Network(n, params.links, net_rng)
         self.bounds: Bounds = derive_bounds(self.timing, n, self.network.max_delay)
+        extra_quiet = 0.0
+        if config.crm:
+            network_faults = any(k not in ("crash", "drift") for k in config.faults)
+            crm_bounds = derive_crm_bounds(
+                self.bounds, self.timing, self.network.max_delay, network_faults
+            )
+            extra_quiet = crm_bounds.converge - self.bounds.converge + self.timing.deadtime
         if config.duration is None:
-            self.duration = float(auto_duration(self.bounds, self.timing))
+            self.duration = float(auto_duration(self.bounds, self.timing, extra_quiet=extra_quiet))
         else:
             self.duration = float(config.duration)
         self.scenario = scenario or generate_scenario(
@@ -146,6 +156,7 @@ class World:
             self.duration,
             self.timing,
             self.bounds,
+            extra_quiet,
         )
         sc = self.scenario
         self.nodes = [
@@ -192,6 +203,7 @@ class World:
         self._period_start = -1.0  # the stable period whose latencies were already recorded
         self._elected_in: float | None = None
         self._converged_in: float | None = None
+        self.crm: CrmWorld | None = CrmWorld(self, controller_factory) if config.crm else None
         self._schedule_scenario()
 
     # ---- the event queue ------------------------------------------------------------------
@@ -235,6 +247,8 @@ class World:
             START: self._start,
             READ: self._read,
         }
+        if self.crm is not None:
+            handlers.update(self.crm.handlers())
         events = 0
         try:
             while queue and queue[0][0] <= self.duration:
@@ -280,6 +294,8 @@ class World:
             self._schedule_tick(node, deadline)
         if dc:
             self._check_one_dc(node)
+        if self.crm is not None:
+            self.crm.sync(node, local)
 
     def _schedule_tick(self, node: SimNode, deadline: float) -> None:
         node.tick_token += 1
@@ -313,7 +329,12 @@ class World:
             else:
                 self._core_error(node, f"unknown effect {effect!r}")
 
-    def _send(self, node: SimNode, data: bytes) -> None:
+    def transmit(self, node: SimNode, data: bytes, kind: int) -> None:
+        """A datagram of another layer (the CRM's messaging) on every link, delivered as an
+        event of `kind` on arrival (read the moment it arrives, like the messaging port)."""
+        self._send(node, data, kind)
+
+    def _send(self, node: SimNode, data: bytes, kind: int = DELIVER) -> None:
         self.trace.update(data)
         self.stats["sends"] += 1
         rng = self.rng
@@ -336,7 +357,7 @@ class World:
                 self.seq += 1
                 heapq.heappush(
                     self.queue,
-                    (at, self.seq, DELIVER, route.dst, (dst.incarnation, route.link, data)),
+                    (at, self.seq, kind, route.dst, (dst.incarnation, route.link, data)),
                 )
                 if route.faulty and at > self.last_change:
                     self.last_change = at  # a faulty delivery: not stable until it is in
@@ -494,6 +515,8 @@ class World:
             self._core_error(node, f"construction raised:\n{traceback.format_exc()}")
         self._changed()
         self._note(f"start {node.name} generation {node.generation}")
+        if self.crm is not None:
+            self.crm.boot(node)
         self._call(node, "start", node.core.start)
 
     def _crash_event(self, idx: int, crash: Crash) -> None:
@@ -518,6 +541,8 @@ class World:
         node.scheduled = INF
         node.down_token += 1
         self._changed()
+        if self.crm is not None:
+            self.crm.kill(node)
         self.push(self.now + restart_after, RESTART, node.idx, node.down_token)
 
     def _restart(self, idx: int, token: int) -> None:
@@ -538,6 +563,8 @@ class World:
         node.scheduled = INF
         self._changed()
         self._note(f"pause {node.name} for {pause.duration:.3f}s")
+        if self.crm is not None:
+            self.crm.pause(node)
         self.push(self.now + pause.duration, RESUME, idx, node.pause_token)
 
     def _resume(self, idx: int, token: int) -> None:
@@ -569,6 +596,8 @@ class World:
             self._late_tick(node)
         if node.core is not None:
             self._after_step(node, node.clock.local(self.now))
+        if self.crm is not None and node.core is not None:
+            self.crm.resume(node)
 
     def _late_tick(self, node: SimNode) -> None:
         core = node.core
@@ -613,6 +642,8 @@ class World:
 
     def _sample(self, _: int, __: Any) -> None:
         self.push(self.now + self.bounds.sample, SAMPLE, -1)
+        if self.crm is not None:
+            self.crm.sample()
         if any(n.paused for n in self.nodes):
             return
         groups = self.network.partition_groups()
