@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -292,6 +293,28 @@ def test_ipaddr2_background_arp_reaches_the_peer(ocf_root: Path, pair: Pair) -> 
     assert started.returncode == 0, started.stderr
     assert _wait_for(lambda: pair.peer_neighbour("10.77.0.51") == pair.agent_mac(), 5.0)
     assert time.monotonic() - began < 5.0
+    assert run(ocf_root, "IPaddr2", "stop", params=params, netns=pair.agent).returncode == 0
+
+
+def test_ipaddr2_in_process_has_announced_the_address_when_start_returns(
+    ocf_root: Path, pair: Pair
+) -> None:
+    # Inside the node daemon (in-process, arp_bg on), the first gratuitous ARP goes out
+    # before start returns: the process ends at once after start (os._exit kills any
+    # thread), and the peer has learnt the address all the same.
+    params = {"ip": "10.77.0.53", "nic": "eth0", "cidr_netmask": "24", "arp_count": "3",
+              "arp_interval": "500", "arp_bg": "true"}  # fmt: skip
+    env = agent_env(params, OCF_ROOT=str(ocf_root), OCF_RESOURCE_INSTANCE="lab1")
+    script = (
+        "import os, sys\n"
+        "from hastack.agents.inprocess import _run\n"
+        "rc, out = _run('hastack.agents.builtin.ipaddr2', 'start', dict(os.environ))\n"
+        "sys.stdout.write(out); sys.stdout.flush(); os._exit(rc)\n"
+    )
+    argv = ["ip", "netns", "exec", pair.agent, sys.executable, "-c", script]
+    started = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert _wait_for(lambda: pair.peer_neighbour("10.77.0.53") == pair.agent_mac(), 5.0)
     assert run(ocf_root, "IPaddr2", "stop", params=params, netns=pair.agent).returncode == 0
 
 

@@ -15,8 +15,6 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-import pytest
-
 import hastack
 from hastack.crm.controller import MembershipView
 from hastack.sim import SimConfig, SimResult, run_config, run_seed, run_seeds
@@ -130,11 +128,11 @@ def test_crash_faults_with_four_and_five_nodes() -> None:
 
 def test_mixed_faults_with_partitions_respect_the_overlap_bound() -> None:
     """Invariant 1 under every fault kind: resources do run twice for a moment (without
-    fencing the cut-off side stops only when it notices), never beyond the bound. (Some of
-    these seeds violate convergence: the controller bug shown by the xfail tests below.)"""
+    fencing the cut-off side stops only when it notices), never beyond the bound; and the
+    other invariants hold too (convergence, orders, no core error)."""
     config = SimConfig(nodes=3, faults=MIXED, crm=True)
     results = list(run_seeds(range(40), config, jobs=2))
-    assert not _violations(results, ("crm-double-active", "crm-stale-order", "crm-error"))
+    assert not _violations(results, CRM_INVARIANTS)
     overlaps = [r.stats["max_overlap_s"] for r in results]
     assert max(overlaps) > 0.0  # overlaps happen, so the bound is exercised
     assert all(o <= r.stats["overlap_bound_s"] for o, r in zip(overlaps, results, strict=True))
@@ -293,13 +291,6 @@ def test_the_default_cib_has_a_group_and_a_primitive_without_fencing() -> None:
 # ---- bugs found in the cores (the lead fixes them) ---------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="controller: a result outside the running transition (a no-quorum stop a node did "
-    "on its own, reported once quorum is back) is recorded but does not make the DC schedule "
-    "again (_on_result aborts only for recurring results): the resource stays stopped until "
-    "cluster-recheck-interval",
-)
 def test_a_resource_stopped_for_a_moment_without_quorum_is_started_again() -> None:
     nodes = ["n1", "n2", "n3"]
     c = Cluster(default_cib(nodes), nodes)
@@ -308,27 +299,25 @@ def test_a_resource_stopped_for_a_moment_without_quorum_is_started_again() -> No
     (node,) = c.where(SINGLE)
     assert node != "n1"
     ctl = c.ctl[node]
+    ran_before = {n: len(c.fake[n].ran) for n in nodes}
     # that member's view alone flaps: quorum lost (it stops what runs there) and back
     c.handle(
         node,
         ctl.membership_changed(MembershipView("n1", 1, False, tuple(nodes), False), c.now, c.wall),
     )
-    c.run()
-    assert c.where(SINGLE) == []
     c.handle(
         node,
         ctl.membership_changed(MembershipView("n1", 1, False, tuple(nodes), True), c.now, c.wall),
     )
     c.run()
-    c.tick(5.0)
+    since = {n: [(r, a) for r, a, _ in c.fake[n].ran[ran_before[n] :]] for n in nodes}
+    assert since[node][0] == (SINGLE, "stop")
+    # the stop's result, outside any transition, made the DC schedule again at once (no
+    # tick: not at the next cluster-recheck-interval)
+    assert sum(actions.count((SINGLE, "start")) for actions in since.values()) == 1
     assert len(c.where(SINGLE)) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the same bug in the simulator: after a partition heals, quorum flaps on the "
-    "majority, its nodes stop their resources on their own, and the DC never starts them again",
-)
 def test_partition_and_pause_seed_35_converges() -> None:
     result = run_seed(35, nodes=3, faults=("partition", "pause"), crm=True)
     assert not _violations([result], ("crm-no-convergence",))
@@ -345,13 +334,6 @@ class QuorumRecorder(SimController):
         return super().membership_changed(view, now, wall)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="membership: when a partition of the DC heals before the majority declared the DC "
-    "dead, the majority hears the DC's member list that no longer names them and crm_view "
-    "reports no quorum (quorate(): 'self.name in members' of a fresh DC) until the DC readmits "
-    "them a heartbeat later; with no-quorum-policy=stop every majority node stops its resources",
-)
 def test_the_majority_keeps_quorum_when_a_short_partition_of_the_dc_heals() -> None:
     # seed 35: partition [n1 | n2,n3] from 21.832 to 22.280 s; n1 (DC) declared n2 and n3 dead
     # at 22.27 s, they had not declared n1 dead (deadtime 0.5 s) when it healed
@@ -364,26 +346,32 @@ def test_the_majority_keeps_quorum_when_a_short_partition_of_the_dc_heals() -> N
     assert not flaps
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="controller: a start ordered by the DC's earlier tenure in the same term (delayed "
-    "in the network while the DC lost and won back its lease) completes after the new "
-    "tenure's join, which did not see it (an action in progress is not in the history a "
-    "member reports), and its result, of an old transition, makes the DC record the resource "
-    "there but not schedule again: solo runs on two connected nodes until the recheck",
-)
 def test_seed_1106_with_five_nodes_never_runs_a_resource_twice() -> None:
     result = run_seed(1106, nodes=5, faults=MIXED, crm=True)
     assert not _violations([result], ("crm-double-active",))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="controller/membership: a DC that loses its lease and wins it back in the same term "
-    "(n1, term 2, at 9.902 s) starts a new tenure, but its members cannot tell orders of the "
-    "earlier tenure from the new one (the exec check is sender + term only): a monitor of "
-    "transition 2, delayed by reordering, runs after the new tenure's join",
-)
 def test_seed_2112_runs_no_order_of_an_earlier_tenure() -> None:
+    # n1, DC of term 2, loses its lease and wins it back in the same term at 9.902 s
     result = run_seed(2112, nodes=3, faults=MIXED, crm=True)
     assert not _violations([result], ("crm-stale-order",))
+
+
+class EarlierTenureOrders(SimController):
+    """A DC that stamps its orders with its previous tenure once it has had two, and members
+    that do not check the tenure: orders of an earlier tenure run after a later join."""
+
+    def _to(self, node: str, message: dict[str, Any], now: float, wall: float) -> list[Any]:
+        if message.get("t") == "exec" and self.tenure > 1:
+            message = {**message, "tenure": self.tenure - 1}
+        return super()._to(node, message, now, wall)
+
+    def _from_tenure(self, sender: str, message: Any) -> bool:
+        return self._from_dc(sender, message)
+
+
+def test_the_order_checker_catches_an_order_of_an_earlier_tenure() -> None:
+    # seed 1012: n1, DC of term 4, loses its lease and wins it back in that term
+    result = run_seed(1012, nodes=3, faults=MIXED, crm=True, controller_factory=EarlierTenureOrders)
+    found = _violations([result], ("crm-stale-order",))
+    assert found and "tenure 1, after this node answered the join of ('n1', 4, 2)" in found[0]

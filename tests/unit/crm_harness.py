@@ -119,6 +119,23 @@ class Cluster:
             self.now += 0.001
         raise AssertionError("the cluster did not settle")
 
+    def deliver(self) -> None:
+        """Deliver messages until none is left, leaving the agents' runs queued (a test
+        holds an action in flight by taking it from agent_queue)."""
+        while self.queue:
+            sender, dest, payload = self.queue.popleft()
+            targets = [dest] if dest is not None else [n for n in self.names if n != sender]
+            for target in targets:
+                if target in self.up and sender in self.up:
+                    self.handle(
+                        target, self.ctl[target].receive(sender, payload, self.now, self.wall)
+                    )
+            self.now += 0.001
+
+    def finish(self, node: str, run: RunAgent) -> None:
+        """Run an action a test held back (see deliver) and report its result."""
+        self._execute(node, run)
+
     def tick(self, seconds: float) -> None:
         self.now += seconds
         for n in self.names:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from lxml import etree
 
+from hastack.crm.agent_calls import AgentCallSpec
 from hastack.crm.cib.edit import EditError
 from hastack.crm.cib.xml import read_cib
 from hastack.crm.controller import Controller, MembershipView, RunAgent, SendMessage
@@ -209,7 +211,10 @@ def test_bad_messages_are_counted_and_logged() -> None:
     ctl = Controller("n2", {"n1": "1", "n2": "2"}, CIB)
     view = MembershipView("n1", 1, False, ("n1", "n2"), True)
     ctl.membership_changed(view, 1.0, 1.0)
-    for junk in (b"", b"{", b"[]", b'{"t": 5}', b'{"t": "exec", "term": 1}'):
+    join = b'{"t": "join", "term": 1, "tenure": 1, "version": [0, 1, 0]}'
+    ctl.receive("n1", join, 1.0, 1.0)  # answered: the orders of that tenure are heard
+    assert ctl.joined_tenure == ("n1", 1, 1) and ctl.counters["bad_messages"] == 0
+    for junk in (b"", b"{", b"[]", b'{"t": 5}', b'{"t": "exec", "term": 1, "tenure": 1}'):
         effects = ctl.receive("n1", junk, 1.0, 1.0)
         assert any(getattr(e, "event", "") == "crm-bad-message" for e in effects)
     assert ctl.counters["bad_messages"] == 5
@@ -341,3 +346,126 @@ def test_events_carry_the_previous_state_for_the_hooks() -> None:
 
     for seq, (_, e) in enumerate(c.events, start=1):
         ClusterEvent.from_fields(seq, 1.0, e.name, e.fields)
+
+
+def test_a_member_runs_only_the_orders_of_the_dc_tenure_whose_join_it_answered() -> None:
+    ctl = Controller("n2", {"n1": "1", "n2": "2"}, CIB)
+    ctl.membership_changed(MembershipView("n1", 1, False, ("n1", "n2"), True), 1.0, 1.0)
+    spec = AgentCallSpec("ip", "ocf:heartbeat:IPaddr2", "start", 0, 20000, {"ip": "10.9.0.10"})
+
+    def message(**fields: Any) -> bytes:
+        return json.dumps(fields).encode()
+
+    def exec_of(tenure: int) -> bytes:
+        return message(t="exec", term=1, tenure=tenure, tid=4, call=spec.to_json(), expected=0)
+
+    ctl.receive("n1", message(t="join", term=1, tenure=1, version=[0, 5, 0]), 1.0, 1.0)
+    # the DC lost its lease and won it back in the same term: a second tenure, a second join
+    ctl.receive("n1", message(t="join", term=1, tenure=2, version=[0, 5, 0]), 1.1, 1.1)
+    late = ctl.receive("n1", exec_of(1), 1.2, 1.2)  # the first tenure's order, delayed
+    assert not [e for e in late if isinstance(e, RunAgent)]
+    assert any(getattr(e, "event", "") == "crm-stale-order" for e in late)
+    current = ctl.receive("n1", exec_of(2), 1.3, 1.3)
+    assert [e.spec.action for e in current if isinstance(e, RunAgent)] == ["start"]
+
+
+def test_an_action_in_flight_is_reported_pending_at_a_join() -> None:
+    ctl = Controller("n2", {"n1": "1", "n2": "2"}, CIB)
+    ctl.membership_changed(MembershipView("n1", 1, False, ("n1", "n2"), True), 1.0, 1.0)
+    spec = AgentCallSpec("ip", "ocf:heartbeat:IPaddr2", "start", 0, 20000, {"ip": "10.9.0.10"})
+    join = {"t": "join", "term": 1, "tenure": 1, "version": [0, 5, 0]}
+    ctl.receive("n1", json.dumps(join).encode(), 1.0, 1.0)
+    order = {"t": "exec", "term": 1, "tenure": 1, "tid": 3, "call": spec.to_json(), "expected": 0}
+    ctl.receive("n1", json.dumps(order).encode(), 1.0, 1.0)
+
+    def history_at_join(tenure: int) -> list[dict[str, Any]]:
+        answer = ctl.receive("n1", json.dumps({**join, "tenure": tenure}).encode(), 2.0, 2.0)
+        (ack,) = [json.loads(e.payload) for e in answer if isinstance(e, SendMessage)]
+        return ack["history"]
+
+    (ip,) = history_at_join(2)
+    assert ip["rsc"] == "ip" and ip["agent"] == ["ocf", "heartbeat", "IPaddr2"]
+    (op,) = ip["ops"]
+    assert op["operation"] == "start" and op["op-status"] == "-1" and op["call-id"] == "-1"
+    # a new DC counts a pending start as a start: the resource is active there
+    state = resource_states(read_cib(_with_status(ctl, op), "<test>"))
+    assert [(r.node, r.role.name, r.pending) for r in state.of("ip")] == [
+        ("n2", "STARTED", "start")
+    ]
+    # once it ends, its result replaces the pending entry
+    result = dict(op, **{"call-id": "7", "rc-code": "0", "op-status": "0"})
+    ctl.op_completed(result, "ocf:heartbeat:IPaddr2", ("tx", 1, 3, 0, ""), 3.0, 3.0)
+    (ip,) = history_at_join(3)
+    assert [o["op-status"] for o in ip["ops"]] == ["0"]
+
+
+def _with_status(ctl: Controller, op: Mapping[str, str]) -> bytes:
+    """The configuration with a status section holding one reported operation on n2."""
+    attrs = " ".join(
+        f'{k}="{v}"'
+        for k, v in op.items()
+        if k in ("operation_key", "operation", "interval", "call-id", "rc-code", "op-status")
+    )
+    status = (
+        '<status><node_state id="2" uname="n2" in_ccm="true" crmd="online" join="member" '
+        'expected="member"><lrm id="2"><lrm_resources><lrm_resource id="ip" class="ocf" '
+        f'provider="heartbeat" type="IPaddr2"><lrm_rsc_op id="ip_last_0" {attrs} '
+        'transition-key="3:1:0:hastack"/></lrm_resource></lrm_resources></lrm></node_state>'
+        "</status>"
+    )
+    return ctl.cib_document.replace(b"<status/>", status.encode())
+
+
+def test_a_start_in_flight_when_the_dc_starts_a_new_tenure_is_not_made_elsewhere() -> None:
+    sticky = CIB.replace(
+        b'name="resource-stickiness"\n      value="0"',
+        b'name="resource-stickiness"\n      value="200"',
+    )
+    c = started(Cluster(sticky, NODES, operation_edit=_operations()))
+    c.crash("n1")
+    c.set_membership("n2", 2, ["n2", "n3"])
+    c.deliver()  # the DC orders the group's start on a survivor; that start is held
+    (target, start), *_ = [(n, run) for n, run in c.agent_queue if run.spec.action == "start"]
+    assert start.spec.resource == "ip"
+    c.agent_queue.clear()
+    # meanwhile a preference for the other survivor, weaker than stickiness: it would
+    # decide where the group goes if the DC forgot the start in progress
+    other = "n3" if target == "n2" else "n2"
+    location = {"op": "constraint-location", "resource": "web", "node": other, "score": "100"}
+    assert c.request("n2", location, "l").get("ok")
+    ran_before = {n: len(c.fake[n].ran) for n in NODES}
+    # the DC loses its lease and wins it back in the same term: it asks who runs what again,
+    # and learns that the start is pending there
+    c.set_membership(None, 2, ["n2", "n3"])
+    c.set_membership("n2", 2, ["n2", "n3"])
+    c.run()
+    since = {n: [r[:2] for r in c.fake[n].ran[ran_before[n] :]] for n in NODES}
+    # ordered again where it is pending (a start is idempotent, as Pacemaker does), and
+    # nowhere else; the group's next member only after it
+    assert [n for n in NODES if ("ip", "start") in since[n]] == [target]
+    assert since[target].index(("ip", "start")) < since[target].index(("srv", "start"))
+    c.finish(target, start)  # the held start ends: the DC schedules again, nothing moves
+    c.run()
+    assert c.where("ip") == [target] and c.where("srv") == [target]
+
+
+def test_quorum_lost_for_less_than_the_grace_stops_nothing() -> None:
+    ctl = Controller("n2", {"n1": "1", "n2": "2", "n3": "3"}, CIB, quorum_grace=0.2)
+    quorate = MembershipView("n1", 1, False, ("n1", "n2", "n3"), True)
+    ctl.membership_changed(quorate, 1.0, 1.0)
+    ctl.history["ip"] = {"ip_last_0": {"operation": "start", "rc-code": "0", "op-status": "0"}}
+    ctl.specs["ip"] = AgentCallSpec("ip", "ocf:heartbeat:IPaddr2", "start", 0, 20000)
+    lost = replace(quorate, quorate=False)
+    assert not [e for e in ctl.membership_changed(lost, 2.0, 2.0) if isinstance(e, RunAgent)]
+    assert ctl.next_deadline() == 2.2
+    back = ctl.membership_changed(quorate, 2.1, 2.1)
+    assert not [e for e in back if isinstance(e, RunAgent)]
+    assert any(getattr(e, "event", "") == "crm-quorum-back" for e in back)
+    assert not [e for e in ctl.tick(2.5, 2.5) if isinstance(e, RunAgent)]
+    # lost for longer: the stop comes at the end of the grace, from the tick
+    ctl.membership_changed(lost, 3.0, 3.0)
+    assert not [e for e in ctl.tick(3.1, 3.1) if isinstance(e, RunAgent)]
+    stops = [e for e in ctl.tick(3.2, 3.2) if isinstance(e, RunAgent)]
+    assert [(e.spec.resource, e.spec.action, e.tag) for e in stops] == [
+        ("ip", "stop", ("quorum", "ip"))
+    ]

@@ -220,8 +220,27 @@ def test_two_node_survivor_fences_its_peer_before_it_leads() -> None:
     assert (other, leader) in net.fences
     assert net.dc() == []
     net.deliver(other, net.cores[other].fence_done(leader, True, net.now))
+    assert net.dc() == [other]  # at once: not at its next timer
     net.run_until(4.0)
     assert net.dc() == [other]
+
+
+def test_two_node_dc_fences_its_lost_peer_and_leads_on_without_standing_again() -> None:
+    net = Net(params(2, two_node=True, wait_for_all=True))
+    net.start()
+    net.run_until(2.0)
+    (leader,) = net.dc()
+    other = "n2" if leader == "n1" else "n1"
+    elections = len(net.events(leader, "election"))
+    net.crash(other)
+    net.run_until(2.6)  # deadtime 0.5 s: the peer is dead, its acknowledgements are gone
+    assert (leader, other) in net.fences
+    net.deliver(leader, net.cores[leader].fence_done(other, True, net.now))
+    assert net.dc() == [leader]  # the fenced vote renewed the lease at once
+    net.run_until(4.0)  # well past the lease the lost peer last acknowledged, and its grace
+    assert net.dc() == [leader]
+    assert not net.events(leader, "dc-lost")
+    assert len(net.events(leader, "election")) == elections
 
 
 def test_wait_for_all_is_not_quorate_until_every_node_was_seen() -> None:

@@ -212,8 +212,14 @@ class Controller:
         config: bytes,
         *,
         operation_edit: OperationApplier | None = None,
+        quorum_grace: float = 0.0,
     ) -> None:
         self.node = node
+        # How long quorum must stay lost before no-quorum-policy acts here: a heartbeat
+        # interval absorbs a member list that excludes this node for one heartbeat (the DC
+        # readmitting it), which would otherwise stop everything it runs.
+        self.quorum_grace = quorum_grace
+        self.no_quorum_at = INF  # when no-quorum-policy acts, if quorum is still lost
         self.node_ids = dict(node_ids)
         root = etree.fromstring(config, _parser())
         self._config = self._strip_status(root)
@@ -227,9 +233,16 @@ class Controller:
         self.cib_document: bytes = config  # the newest whole CIB this node knows
         self.specs: dict[str, AgentCallSpec] = {}  # rsc -> its last call from the DC
         self.generations: dict[str, int] = {}  # the messaging generation heard of each node
-        self._exec_serial = 0
+        # the DC tenure whose join this node answered: (dc, term, tenure); see _on_exec
+        self.joined_tenure: tuple[str, int, int] | None = None
+        # operations ordered by the DC and still running here: rsc -> pending report
+        # (reported at a join as Pacemaker's record-pending does, see _history_report)
+        self.pending_ops: dict[str, dict[str, str]] = {}
         # DC side
         self.dc_term: int | None = None
+        # A DC can lose its lease and win it back within one term: each tenure has its own
+        # number, and members run only the orders of the tenure whose join they answered.
+        self.tenure = 0
         self.joined: set[str] = set()
         self.join_asked: dict[str, float] = {}
         self.states: dict[str, NodeState] = {}
@@ -304,7 +317,19 @@ class Controller:
                 Event("quorum-regained" if view.quorate else "quorum-lost", {"node": self.node})
             )
             if not view.quorate:
-                effects += self._lost_quorum()
+                self.no_quorum_at = now + self.quorum_grace
+            elif self.no_quorum_at < INF:
+                self.no_quorum_at = INF
+                effects.append(
+                    Log(
+                        "info",
+                        "crm-quorum-back",
+                        "quorum came back within the grace period: no-quorum-policy not applied",
+                    )
+                )
+        if now >= self.no_quorum_at:
+            self.no_quorum_at = INF
+            effects += self._lost_quorum()
         return effects + self._after(now, wall)
 
     def receive(self, sender: str, payload: bytes, now: float, wall: float) -> list[Effect]:
@@ -356,6 +381,9 @@ class Controller:
         (OpRecord.lrm_attributes, wall-clock times), `tag` what RunAgent gave."""
         key = report["operation_key"]
         rsc = key.rsplit("_", 2)[0]
+        pending = self.pending_ops.get(rsc)
+        if pending is not None and pending["operation_key"] == key:
+            del self.pending_ops[rsc]
         info: dict[str, str] = dict(report)
         if isinstance(tag, tuple) and len(tag) == 5 and tag[0] == "tx":
             _, term, tid, expected, digest = tag
@@ -433,6 +461,9 @@ class Controller:
 
     def tick(self, now: float, wall: float) -> list[Effect]:
         effects: list[Effect] = []
+        if now >= self.no_quorum_at:
+            self.no_quorum_at = INF
+            effects += self._lost_quorum()
         for rid, pending in list(self.pending_requests.items()):
             if now >= pending.deadline:
                 del self.pending_requests[rid]
@@ -462,6 +493,7 @@ class Controller:
 
     def next_deadline(self) -> float:
         deadline = min((p.deadline for p in self.pending_requests.values()), default=INF)
+        deadline = min(deadline, self.no_quorum_at)
         if self._is_dc():
             deadline = min(deadline, self.recheck_at)
             for node, asked in self.join_asked.items():
@@ -616,6 +648,7 @@ class Controller:
     ) -> list[Effect]:
         if not self._from_dc(sender, message):
             return []
+        self.joined_tenure = (sender, int(message["term"]), int(message.get("tenure", 0)))
         theirs = tuple(message["version"])
         ours = self.config_version
         answer: dict[str, Any] = {
@@ -629,23 +662,39 @@ class Controller:
         return self._to(sender, answer, now, wall)
 
     def _history_report(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "rsc": rsc,
-                "agent": list(self.agents.get(rsc, (None, None, None))),
-                "ops": list(ops.values()),
-            }
-            for rsc, ops in sorted(self.history.items())
-        ]
+        """What ran here, for a join. An action still running is reported as pending (in
+        place of the resource's last one-shot result, as Pacemaker's record-pending does):
+        the new DC counts a pending start as started, so it never starts the resource
+        elsewhere meanwhile, and its result, when it comes, makes the DC schedule again."""
+        report = []
+        for rsc in sorted(set(self.history) | set(self.pending_ops)):
+            ops = dict(self.history.get(rsc, {}))
+            pending = self.pending_ops.get(rsc)
+            if pending is not None:
+                ops[f"{rsc}_last_0"] = pending
+            agent = self.agents.get(rsc)
+            if agent is None:
+                agent = _agent_parts(pending.get("agent", "") if pending else "")
+            report.append({"rsc": rsc, "agent": list(agent), "ops": list(ops.values())})
+        return report
+
+    def _from_tenure(self, sender: str, message: Mapping[str, Any]) -> bool:
+        """Whether an order comes from the DC tenure whose join this node answered. An
+        order of an earlier tenure of the same DC in the same term (delayed in the network
+        while the DC lost and won back its lease) was not counted by the join: running it
+        now would act behind the DC's back."""
+        if not self._from_dc(sender, message):
+            return False
+        return self.joined_tenure == (sender, message["term"], message.get("tenure", 0))
 
     def _on_exec(self, sender: str, message: dict[str, Any]) -> list[Effect]:
-        if not self._from_dc(sender, message):
+        if not self._from_tenure(sender, message):
             return [
                 Log(
                     "warning",
                     "crm-stale-order",
                     f"ignored an action from {sender}, which is not the DC of term "
-                    f"{self.view.term}",
+                    f"{self.view.term} or ordered it before its latest join",
                 )
             ]
         spec = AgentCallSpec.from_json(message["call"])
@@ -658,10 +707,31 @@ class Controller:
             int(message["expected"]),
             spec.op_digest or "",
         )
+        if spec.interval_ms == 0 and spec.action != "monitor":
+            pending = {
+                "operation_key": f"{spec.resource}_{spec.action}_0",
+                "operation": spec.action,
+                "interval": "0",
+                "call-id": "-1",
+                "rc-code": "193",  # Pacemaker's "unknown": no result yet
+                "op-status": "-1",  # pending
+                "exit-reason": "",
+                "on_node": self.node,
+                "exec-time": "0",
+                "queue-time": "0",
+                "transition": str(message["tid"]),
+                "expected-rc": str(tag[3]),
+                "term": str(message["term"]),
+                "dc": sender,
+                "agent": spec.agent,
+            }
+            if spec.op_digest:
+                pending["op-digest"] = spec.op_digest
+            self.pending_ops[spec.resource] = pending
         return [RunAgent(spec, tag)]
 
     def _on_cancel(self, sender: str, message: dict[str, Any]) -> list[Effect]:
-        if not self._from_dc(sender, message):
+        if not self._from_tenure(sender, message):
             return []
         rsc, action, interval = message["rsc"], message["action"], int(message["interval_ms"])
         ops = self.history.get(rsc, {})
@@ -682,7 +752,7 @@ class Controller:
     def _on_forget(self, sender: str, message: dict[str, Any]) -> list[Effect]:
         """Cleanup: forget a resource's history here (its failures above all); the DC
         probes it again."""
-        if not self._from_dc(sender, message):
+        if not self._from_tenure(sender, message):
             return []
         base = str(message["rsc"]).partition(":")[0]
         for rsc in [r for r in self.history if r.partition(":")[0] == base]:
@@ -712,6 +782,7 @@ class Controller:
 
     def _become_dc(self, now: float, wall: float) -> list[Effect]:
         self.dc_term = self.view.term
+        self.tenure += 1
         self.joined = set()
         self.join_asked = {}
         self.transition = None
@@ -767,7 +838,12 @@ class Controller:
 
     def _ask_join(self, node: str, now: float) -> list[Effect]:
         self.join_asked[node] = now
-        message = {"t": "join", "term": self.view.term, "version": list(self.config_version)}
+        message = {
+            "t": "join",
+            "term": self.view.term,
+            "tenure": self.tenure,
+            "version": list(self.config_version),
+        }
         if node == self.node:
             return self._dispatch(self.node, message, now, 0.0)
         return [SendMessage(_encode(message), node)]
@@ -916,6 +992,11 @@ class Controller:
         elif interval:
             # a recurring monitor's news: a failure, or a recovery
             self._abort(f"{name} now returns {rc}")
+        else:
+            # a one-shot result no transition of ours waits for: a node's own no-quorum
+            # stop, or an action of an earlier DC or tenure that the join saw pending —
+            # what runs where changed behind the plan
+            self._abort(f"{name} ended ({rc}) outside the transition")
         return effects
 
     def _role_on(self, node: str, rsc: str) -> str:
@@ -991,7 +1072,7 @@ class Controller:
         self.states, touched = clear_failures(self.states, rsc, node)
         for name in touched:
             # the node forgets it too, or it would report the old history at its next join
-            forget = {"t": "forget", "term": self.dc_term, "rsc": rsc}
+            forget = {"t": "forget", "term": self.dc_term, "tenure": self.tenure, "rsc": rsc}
             self._outbox += self._to(name, forget, now, wall)
         self._abort(f"cleanup of {rsc}")
         self._share_needed = True
@@ -1283,6 +1364,7 @@ class Controller:
             message = {
                 "t": "cancel",
                 "term": self.dc_term,
+                "tenure": self.tenure,
                 "rsc": action.rsc,
                 "action": action.task,
                 "interval_ms": action.interval_ms,
@@ -1306,6 +1388,7 @@ class Controller:
         message = {
             "t": "exec",
             "term": self.dc_term,
+            "tenure": self.tenure,
             "tid": t.tid,
             "call": spec.to_json(),
             "expected": expected,

@@ -465,10 +465,13 @@ def _moves(
     rsc = primitive.id
     current = sorted({e.node for e in entries if e.role.active})
     failed = {e.node for e in entries if e.failed}
+    # a start still in progress (a new DC learnt it pending) is ordered again, as Pacemaker
+    # does: a start is idempotent, and what must follow it waits for it
+    pending = {e.node for e in entries if e.pending == "start"}
     final = tuple(placement.final.get(rsc, ()))
     out: list[Action] = []
     stops = [n for n in current if (n not in final or n in failed) and n not in fenced]
-    starts = [n for n in final if n not in current or n in failed]
+    starts = [n for n in final if n not in current or n in failed or n in pending]
     multiple = meta.get("multiple-active", "stop_start")
     if len(current) > 1 and multiple in ("stop_start", "stop_only"):
         # Active where it should be once: stopped everywhere, then started where it belongs
@@ -657,6 +660,7 @@ def _instance_moves(
     them (``final``: node -> Started, Promoted or Unpromoted)."""
     current = {e.node: str(e.role) for e in entries if e.role.active}
     failed = {e.node for e in entries if e.failed}
+    pending = {e.node for e in entries if e.pending == "start"}  # see _moves
     for e in entries:
         # a demote that failed is not tried again: the instance is stopped as it is
         if e.failed and op_names.get((e.node, e.failed_op or "")) == "demote":
@@ -673,7 +677,7 @@ def _instance_moves(
             why = f"{name} failed on {node}" if node in failed else f"{name} stops on {node}"
             out.append(Action(node, "stop", name, 0, why))
     for node, role in sorted(final.items()):
-        starts = node not in current or node in failed
+        starts = node not in current or node in failed or node in pending
         if starts:
             why = f"{name} recovers on {node}" if node in failed else f"{name} placed on {node}"
             out.append(Action(node, "start", name, 0, why))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,13 @@ class CrmShell:
             config.authkeys,
             MessagingParams.from_timing(hacf.timing.keepalive),
         )
-        self.controller = Controller(name, cib.node_ids, cib.data, operation_edit=_operation_edit())
+        self.controller = Controller(
+            name,
+            cib.node_ids,
+            cib.data,
+            operation_edit=_operation_edit(),
+            quorum_grace=hacf.timing.keepalive,
+        )
         # heartbeat looks for R1 scripts in resource.d beside ha.cf (then in /etc/init.d)
         paths = replace(DEFAULT_PATHS, ha_resource_d=Path(config.directory) / "resource.d")
         self.executor = LocalExecutor(
@@ -118,6 +125,9 @@ class CrmShell:
         self.closed = False
         self.history = EventHistory(run_path)
         self.inputs = InputStore(run_path / "pengine")  # hastack simulate -x replays them
+        # Inputs are compressed and written on one thread of their own, in order: the
+        # transition's first actions (an in-process start above all) must not wait for it.
+        self._input_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pe-input")
         self.alerts: AlertRunner | None = None  # made on the running loop, in open()
         self._event_seq = 0
         self._initial_cib = cib.data
@@ -175,6 +185,7 @@ class CrmShell:
         if self.alerts is not None:
             await self.alerts.close()
         self.history.close()
+        await asyncio.get_running_loop().run_in_executor(None, self._input_writer.shutdown)
         for endpoint in self.endpoints:
             endpoint.close()
         for future in self._replies.values():
@@ -321,16 +332,7 @@ class CrmShell:
                 self.alerts.configure(parse_alerts(effect.data))
             return []
         if isinstance(effect, SaveInput):
-            saved = self.inputs.save(write_cib(effect.cib), effect.series, effect.limit)  # type: ignore[arg-type]
-            if saved is not None:
-                emit(
-                    logger,
-                    "info",
-                    "crm-input-saved",
-                    f"transition {effect.tid}: scheduler input saved as {saved.path}",
-                    tid=effect.tid,
-                    path=str(saved.path),
-                )
+            self._input_writer.submit(self._save_input, effect)
             return []
         if isinstance(effect, Reply):
             future = self._replies.get(effect.token)
@@ -344,6 +346,23 @@ class CrmShell:
             emit(logger, effect.level, effect.event, effect.message, **effect.fields)
             return []
         raise TypeError(f"unknown effect {effect!r}")
+
+    def _save_input(self, effect: SaveInput) -> None:
+        """On the input writer's thread (emit is thread-safe: logging locks)."""
+        try:
+            saved = self.inputs.save(write_cib(effect.cib), effect.series, effect.limit)  # type: ignore[arg-type]
+        except Exception:
+            logger.exception("saving the input of transition %s failed", effect.tid)
+            return
+        if saved is not None:
+            emit(
+                logger,
+                "info",
+                "crm-input-saved",
+                f"transition {effect.tid}: scheduler input saved as {saved.path}",
+                tid=effect.tid,
+                path=str(saved.path),
+            )
 
     def _event(self, effect: Event, wall: float) -> None:
         """One cluster event: logged, kept in the history, and given to the hooks."""

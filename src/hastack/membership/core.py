@@ -390,7 +390,15 @@ class MembershipCore:
         self.fence_pending.discard(target)
         if ok:
             self.fenced.add(target)
-            return [Log("warning", "fenced", f"node {target} was fenced", {"node": target})]
+            out: list[Effect] = [
+                Log("warning", "fenced", f"node {target} was fenced", {"node": target})
+            ]
+            # The fenced vote counts for us from now: act on it now, not at the next timer.
+            if self.leader is not None and self.leader.rounds:
+                self._extend_lease(now)  # it completes a quorum for our newest round
+            else:
+                out += self._maybe_elect(now)
+            return out
         return [
             Log("error", "fence-failed", f"fencing {target} failed; will retry", {"node": target})
         ]
@@ -614,7 +622,15 @@ class MembershipCore:
             return False  # wait_for_all: not until every node was seen at once
         dc, members, _ = self._fresh_dc(now)
         if dc is not None:
-            return self.name in members and self._votes_of(members) >= self.quorum()
+            has_quorum = self._votes_of(members) >= self.quorum()
+            if dc == self.name or has_quorum:
+                return self.name in members and has_quorum
+            # A DC whose member list lacks quorum (its lease outlived the quorum that gave
+            # it: a short partition of the DC, healing before we declared it dead) can
+            # start nothing anywhere, and no other DC can hold a lease meanwhile: it does
+            # not decide our quorum, what we hear does, as when there is no DC. Otherwise
+            # the majority would stop its resources for the heartbeat it takes the DC to
+            # readmit it.
         return self._votes_of(self._local_view(now)) >= self.quorum()
 
     # ---- heartbeats ---------------------------------------------------------------------------
@@ -1041,7 +1057,10 @@ class MembershipCore:
         return all(p.state == "online" or p.name in self.fenced for p in self.peers.values())
 
     def _maybe_fence(self, now: float) -> list[Effect]:
-        if not self.params.two_node or self.leader is not None or not self.quorate(now):
+        # A DC fences its lost peer too: without the peer's acknowledgements, only the peer's
+        # vote counted as fenced keeps its lease (see fence_done), so it goes on leading
+        # instead of stepping down and standing again a lease later.
+        if not self.params.two_node or not self.quorate(now):
             return []
         out: list[Effect] = []
         for peer in self.peers.values():

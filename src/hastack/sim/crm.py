@@ -144,35 +144,33 @@ def derive_crm_bounds(
 
 class SimController(Controller):
     """The real controller, instrumented for invariant 3: it records who sent each exec
-    order it accepted and what it knew then (the RunAgent effects carry no sender), and, as
-    a DC, the last transition id of its previous tenures (`tenure_after`: the transitions of
-    this tenure have greater ids; None when not DC)."""
+    order it accepted and what it knew then (the RunAgent effects carry no sender), and the
+    last DC join it answered (`answered_join`: DC, term, tenure), on its own bookkeeping."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.exec_origin: dict[int, tuple[str, str | None, int, int]] = {}
-        self.tenure_after: int | None = None
+        self.exec_origin: dict[int, tuple[str, str | None, int, Any, Any]] = {}
+        self.answered_join: tuple[str, Any, Any] | None = None
+
+    def _on_join_request(
+        self, sender: str, message: dict[str, Any], now: float, wall: float
+    ) -> list[Any]:
+        if sender == self.view.dc and message.get("term") == self.view.term:
+            self.answered_join = (sender, message.get("term"), message.get("tenure"))
+        return super()._on_join_request(sender, message, now, wall)
 
     def _on_exec(self, sender: str, message: dict[str, Any]) -> list[Any]:
         effects = super()._on_exec(sender, message)
         for effect in effects:
             if isinstance(effect, RunAgent):
-                tid = message.get("tid")
                 self.exec_origin[id(effect)] = (
                     sender,
                     self.view.dc,
                     self.view.term,
-                    tid if isinstance(tid, int) else -1,
+                    message.get("tenure"),
+                    self.answered_join,
                 )
         return effects
-
-    def _become_dc(self, now: float, wall: float) -> list[Any]:
-        self.tenure_after = self.tid
-        return super()._become_dc(now, wall)
-
-    def _lose_dc(self, now: float) -> list[Any]:
-        self.tenure_after = None
-        return super()._lose_dc(now)
 
 
 ControllerFactory = Callable[..., Controller]
@@ -243,7 +241,12 @@ class CrmWorld:
     def boot(self, node: SimNode) -> None:
         slot = self.slots[node.idx]
         try:
-            slot.controller = self.factory(node.name, self.node_ids, slot.saved_cib)
+            slot.controller = self.factory(
+                node.name,
+                self.node_ids,
+                slot.saved_cib,
+                quorum_grace=self.world.timing.keepalive,
+            )
             slot.messaging = MessagingCore(
                 "sim", node.name, node.generation, self.world.params.authkeys, self.mparams
             )
@@ -582,7 +585,7 @@ class CrmWorld:
         if origin is None:
             self.world.violate("crm-stale-order", f"{what}: not from an accepted exec order")
             return
-        sender, known_dc, known_term, tid = origin
+        sender, known_dc, known_term, tenure, answered = origin
         real_dc = self.dc_of_term.get(term)
         if sender != known_dc or term != known_term or real_dc != sender:
             self.world.violate(
@@ -592,17 +595,13 @@ class CrmWorld:
             )
             return
         # The same DC may lose its lease and win it back in the same term: an order of its
-        # earlier tenure (delayed in the network) must not run in the new one, whose join
-        # did not count it. Transition ids grow within a process, so an id at or below the
-        # one the current tenure started after is from an earlier tenure.
-        dc_slot = self.slots[self.names.index(sender)]
-        tenure_after = getattr(dc_slot.controller, "tenure_after", None)
-        dc_term = getattr(dc_slot.controller, "dc_term", None)
-        if tenure_after is not None and dc_term == term and 0 <= tid <= tenure_after:
+        # earlier tenure (delayed in the network) must not run once this node answered the
+        # later tenure's join, which did not count it.
+        if answered != (sender, term, tenure):
             self.world.violate(
                 "crm-stale-order",
-                f"{what}: ordered in transition {tid} of an earlier tenure of {sender} as DC "
-                f"of term {term} (its current tenure's transitions are after {tenure_after})",
+                f"{what}: ordered by {sender} in term {term}, tenure {tenure}, after this node "
+                f"answered the join of {answered}",
             )
 
     def _overlaps(self) -> None:

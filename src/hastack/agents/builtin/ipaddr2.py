@@ -306,10 +306,20 @@ def _announce(ctx: Context, place: Placement, mac: bytes | None) -> None:
         return
     assert isinstance(place.ip, ipaddress.IPv4Address)
     if ctx.bool_param("arp_bg") and IN_PROCESS.get():
-        # inside the node daemon: a thread sends, the daemon is not forked
-        threading.Thread(
-            target=_send_quietly, args=(place.nic, mac, place.ip, count, interval), daemon=True
-        ).start()
+        # Inside the node daemon: the first announcement goes out now (the clients' next
+        # packet depends on it; a thread would start it a scheduler slice later), the rest
+        # from a thread, so that start returns without waiting for them. Never forked.
+        try:
+            send_gratuitous_arp(place.nic, mac, place.ip, 1, 0.0)
+        except OSError as err:
+            log(f"gratuitous ARP on {place.nic} failed: {err}")
+        if count > 1:
+            threading.Thread(
+                target=_send_quietly,
+                args=(place.nic, mac, place.ip, count - 1, interval),
+                kwargs={"delay": interval},
+                daemon=True,
+            ).start()
         return
     if ctx.bool_param("arp_bg"):
         if _fork_to_background():
@@ -325,8 +335,9 @@ def _announce(ctx: Context, place: Placement, mac: bytes | None) -> None:
 
 
 def _send_quietly(
-    nic: str, mac: bytes, ip: ipaddress.IPv4Address, count: int, interval: float
+    nic: str, mac: bytes, ip: ipaddress.IPv4Address, count: int, interval: float, delay: float
 ) -> None:
+    time.sleep(delay)
     with contextlib.suppress(OSError):
         send_gratuitous_arp(nic, mac, ip, count, interval)
 
