@@ -62,6 +62,7 @@ from hastack.transport.message_link import message_endpoint_for
 
 logger = logging.getLogger("hastack.crm")
 SHUTDOWN_GRACE = 5.0  # beyond the stops' own timeouts, when leaving the cluster
+INPUT_SAVE_DELAY = 0.2  # seconds between a transition's start and the saving of its input
 
 
 def is_message_datagram(data: bytes) -> bool:
@@ -185,6 +186,7 @@ class CrmShell:
         if self.alerts is not None:
             await self.alerts.close()
         self.history.close()
+        await asyncio.sleep(INPUT_SAVE_DELAY)  # the last inputs reach the writer
         await asyncio.get_running_loop().run_in_executor(None, self._input_writer.shutdown)
         for endpoint in self.endpoints:
             endpoint.close()
@@ -332,7 +334,11 @@ class CrmShell:
                 self.alerts.configure(parse_alerts(effect.data))
             return []
         if isinstance(effect, SaveInput):
-            self._input_writer.submit(self._save_input, effect)
+            # a moment later, when the transition's first actions (a failover's start
+            # above all) have run: compressing it competes with them for the interpreter
+            asyncio.get_running_loop().call_later(
+                INPUT_SAVE_DELAY, self._input_writer.submit, self._save_input, effect
+            )
             return []
         if isinstance(effect, Reply):
             future = self._replies.get(effect.token)
