@@ -195,6 +195,78 @@ def scheduler(d: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+STACK_ORDER = ("hastack", "keepalived", "heartbeat")
+FAILOVER_FAST_TARGET = 0.050  # median, seconds, at keepalive 10 ms / deadtime 30 ms
+FAILOVER_KEEPALIVED_RATIO = 1.5  # hastack / keepalived, at most
+FAILOVER_HEARTBEAT_RATIO = 10.0  # heartbeat / hastack, at least
+
+
+def failover(d: dict[str, Any]) -> str:
+    """One row per timer profile and fault: medians and p99 of the three stacks, the ratios,
+    and the issue's targets."""
+    rows = [
+        "| keepalive / deadtime | fault | runs | hastack median | p99 | keepalived median "
+        "| p99 | heartbeat median | p99 | hastack / keepalived | heartbeat / hastack | targets |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in by_deadtime(d):
+        for fault in ("crash", "cut"):
+            st = {s: v[fault]["stats"] for s, v in p["stacks"].items() if fault in v}
+            if not st:
+                continue
+            hastack, keepalived, heartbeat = (st.get(s) for s in STACK_ORDER)
+            r = p["ratios"].get(fault, {})
+            over_k, over_h = r.get("hastack_over_keepalived"), r.get("heartbeat_over_hastack")
+            verdicts = []
+            if hastack and p["keepalive"] <= 0.01:
+                under = hastack["median"] < FAILOVER_FAST_TARGET
+                verdicts.append(f"< 50 ms: {'met' if under else '**missed**'}")
+            if over_k is not None:
+                ok = over_k <= FAILOVER_KEEPALIVED_RATIO
+                verdicts.append(f"<= 1.5x keepalived: {'met' if ok else '**missed**'}")
+            if over_h is not None and p["keepalive"] <= 0.01:
+                ok = over_h >= FAILOVER_HEARTBEAT_RATIO
+                verdicts.append(f">= 10x heartbeat: {'met' if ok else '**missed**'}")
+            elif over_h is not None:
+                # every stack waits the same deadtime first: 10x is out of reach by design
+                verdicts.append("10x heartbeat: not reachable (all wait the deadtime)")
+            runs = " / ".join(str(x["n"]) if x else "-" for x in (hastack, keepalived, heartbeat))
+            cells = [
+                f"{ms(p['keepalive'])} / {ms(p['deadtime'])}",
+                fault,
+                runs,
+            ]
+            for x in (hastack, keepalived, heartbeat):
+                cells += [ms(x["median"]) if x else "-", ms(x["p99"]) if x else "-"]
+            cells += [ratio(over_k), ratio(over_h), "; ".join(verdicts) or "-"]
+            rows.append("| " + " | ".join(cells) + " |")
+    note = d.get("hastack_fenced")
+    if note:
+        rows.append("")
+        rows.append(f"hastack with fencing: {note}.")
+    return "\n".join(rows)
+
+
+def false_failover(d: dict[str, Any]) -> str:
+    polled = d["polled"]
+    lines = d["logs"]
+    dead = sum(v.get("node_dead_lines", 0) for v in lines.values())
+    late = sum(v.get("late_heartbeat_lines", 0) for v in lines.values())
+    events = (
+        polled["dc_changes"] + polled["membership_losses"] + polled["ip_moves"]
+        + polled["client_outages"] + dead
+    )  # fmt: skip
+    return (
+        f"{d['minutes']:g} minutes at keepalive {ms(d['keepalive'])} / deadtime "
+        f"{ms(d['deadtime'])}, {d['hogs']} CPU hogs (one per core, nice 0): "
+        f"{polled['dc_changes']} DC changes, {polled['membership_losses']} membership losses, "
+        f"{polled['ip_moves']} moves of the floating IP, {polled['client_outages']} client "
+        f"outages, {dead} node-dead log lines, {late} late-heartbeat warnings "
+        f"({polled['samples']} status samples). Target (zero false failovers): "
+        f"{'met' if events == 0 else '**missed**'}."
+    )
+
+
 def main() -> None:
     d = load("detection")
     if d:
@@ -220,6 +292,16 @@ def main() -> None:
         for c in cpus:
             if c:
                 print(cpu(c))
+        print()
+    f = load("failover")
+    if f:
+        print("### Failover of a floating IP\n")
+        print(failover(f))
+        print()
+    ff = load("failover-false")
+    if ff:
+        print("### False failovers under CPU load\n")
+        print(false_failover(ff))
         print()
     s = load("scheduler")
     if s:
