@@ -33,6 +33,7 @@ from hastack.lab.cluster import converged
 from hastack.lab.heartbeat import ACTIVE_LINE, HeartbeatCluster
 from hastack.lab.logwatch import wait_for_all
 from hastack.lab.process import ManagedProcess
+from hastack.lab.services import ip_primitive
 
 Fault = Literal["crash", "cut"]
 PORT = 7070
@@ -321,16 +322,7 @@ def _hastack_cib(vip: str, stickiness: int, monitor: str) -> bytes:
     </crm_config>
     <nodes/>
     <resources>
-      <primitive id="vip" class="ocf" provider="hastack" type="IPaddr2">
-        <instance_attributes id="vip-ia">
-          <nvpair id="vip-ip" name="ip" value="{vip}"/>
-          <nvpair id="vip-mask" name="cidr_netmask" value="24"/>
-          <nvpair id="vip-nic" name="nic" value="eth0"/>
-        </instance_attributes>
-        <operations>
-          <op id="vip-monitor" name="monitor" interval="{monitor}" timeout="10s"/>
-        </operations>
-      </primitive>
+      {ip_primitive(vip, monitor)}
     </resources>
     <constraints>
       <rsc_location id="vip-prefers-n1" rsc="vip" node="n1" score="100"/>

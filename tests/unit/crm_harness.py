@@ -103,13 +103,7 @@ class Cluster:
         """Deliver messages and run agents until nothing is left to do."""
         for _ in range(steps):
             if self.queue:
-                sender, dest, payload = self.queue.popleft()
-                targets = [dest] if dest is not None else [n for n in self.names if n != sender]
-                for target in targets:
-                    if target in self.up and sender in self.up:
-                        self.handle(
-                            target, self.ctl[target].receive(sender, payload, self.now, self.wall)
-                        )
+                self._deliver_one()
             elif self.agent_queue:
                 node, run = self.agent_queue.popleft()
                 if node in self.up:
@@ -123,14 +117,15 @@ class Cluster:
         """Deliver messages until none is left, leaving the agents' runs queued (a test
         holds an action in flight by taking it from agent_queue)."""
         while self.queue:
-            sender, dest, payload = self.queue.popleft()
-            targets = [dest] if dest is not None else [n for n in self.names if n != sender]
-            for target in targets:
-                if target in self.up and sender in self.up:
-                    self.handle(
-                        target, self.ctl[target].receive(sender, payload, self.now, self.wall)
-                    )
+            self._deliver_one()
             self.now += 0.001
+
+    def _deliver_one(self) -> None:
+        sender, dest, payload = self.queue.popleft()
+        targets = [dest] if dest is not None else [n for n in self.names if n != sender]
+        for target in targets:
+            if target in self.up and sender in self.up:
+                self.handle(target, self.ctl[target].receive(sender, payload, self.now, self.wall))
 
     def finish(self, node: str, run: RunAgent) -> None:
         """Run an action a test held back (see deliver) and report its result."""

@@ -19,6 +19,20 @@ from hastack.lab.cluster import Cluster
 WEB_PORT = 8080
 
 
+def ip_primitive(vip: str, monitor: str) -> str:
+    """The floating address ``vip`` (/24 on eth0, link 0) as the built-in IPaddr2."""
+    return f"""<primitive id="vip" class="ocf" provider="hastack" type="IPaddr2">
+          <instance_attributes id="vip-ia">
+            <nvpair id="vip-ip" name="ip" value="{vip}"/>
+            <nvpair id="vip-mask" name="cidr_netmask" value="24"/>
+            <nvpair id="vip-nic" name="nic" value="eth0"/>
+          </instance_attributes>
+          <operations>
+            <op id="vip-monitor" name="monitor" interval="{monitor}" timeout="10s"/>
+          </operations>
+        </primitive>"""
+
+
 def web_cib(
     vip: str,
     *,
@@ -52,16 +66,7 @@ def web_cib(
     <nodes/>
     <resources>
       <group id="web">
-        <primitive id="vip" class="ocf" provider="hastack" type="IPaddr2">
-          <instance_attributes id="vip-ia">
-            <nvpair id="vip-ip" name="ip" value="{vip}"/>
-            <nvpair id="vip-mask" name="cidr_netmask" value="24"/>
-            <nvpair id="vip-nic" name="nic" value="eth0"/>
-          </instance_attributes>
-          <operations>
-            <op id="vip-monitor" name="monitor" interval="{monitor}" timeout="10s"/>
-          </operations>
-        </primitive>
+        {ip_primitive(vip, monitor)}
         <primitive id="httpd" class="ocf" provider="hastack" type="anything">
           <instance_attributes id="httpd-ia">
             <nvpair id="httpd-bin" name="binfile" value="{sys.executable}"/>
