@@ -336,9 +336,7 @@ class CrmShell:
         if isinstance(effect, SaveInput):
             # a moment later, when the transition's first actions (a failover's start
             # above all) have run: compressing it competes with them for the interpreter
-            asyncio.get_running_loop().call_later(
-                INPUT_SAVE_DELAY, self._input_writer.submit, self._save_input, effect
-            )
+            asyncio.get_running_loop().call_later(INPUT_SAVE_DELAY, self._queue_input, effect)
             return []
         if isinstance(effect, Reply):
             future = self._replies.get(effect.token)
@@ -352,6 +350,12 @@ class CrmShell:
             emit(logger, effect.level, effect.event, effect.message, **effect.fields)
             return []
         raise TypeError(f"unknown effect {effect!r}")
+
+    def _queue_input(self, effect: SaveInput) -> None:
+        try:
+            self._input_writer.submit(self._save_input, effect)
+        except RuntimeError:  # the writer has shut down: the node is leaving
+            logger.info("transition %s: input not saved, the node is shutting down", effect.tid)
 
     def _save_input(self, effect: SaveInput) -> None:
         """On the input writer's thread (emit is thread-safe: logging locks)."""
