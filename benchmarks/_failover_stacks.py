@@ -33,7 +33,7 @@ from hastack.lab.cluster import converged
 from hastack.lab.heartbeat import ACTIVE_LINE, HeartbeatCluster
 from hastack.lab.logwatch import wait_for_all
 from hastack.lab.process import ManagedProcess
-from hastack.lab.services import ip_primitive
+from hastack.lab.services import hosts_holding, ip_primitive, lab_address
 
 Fault = Literal["crash", "cut"]
 PORT = 7070
@@ -253,7 +253,7 @@ class Stack:
         raise NotImplementedError
 
     def _vip_of(self, lab: Lab) -> str:
-        return str(lab.link_subnet(0).network_address + VIP_INDEX)
+        return lab_address(lab, VIP_INDEX)
 
     def start_listener(self, node: str) -> None:
         assert self.lab is not None
@@ -261,12 +261,7 @@ class Stack:
 
     def holders(self) -> list[str]:
         assert self.lab is not None
-        out = []
-        for name in self.nodes:
-            addrs = self.lab[name].run(["ip", "-4", "-o", "addr", "show"], check=False).stdout
-            if f" {self.vip}/" in addrs:
-                out.append(name)
-        return out
+        return hosts_holding(self.lab, self.nodes, self.vip)
 
     def crash(self, node: str) -> float:
         assert self.lab is not None

@@ -12,9 +12,11 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from hastack.lab.cluster import Cluster
+from hastack.lab.netns import Lab
 
 WEB_PORT = 8080
 
@@ -95,15 +97,25 @@ def web_cib(
 def floating_ip(cluster: Cluster, index: int = 200) -> str:
     """An unused address on link 0's subnet (hosts take .1 upwards)."""
     assert cluster.lab is not None
-    return str(cluster.lab.link_subnet(0).network_address + index)
+    return lab_address(cluster.lab, index)
+
+
+def lab_address(lab: Lab, index: int) -> str:
+    """Address number `index` of link 0's subnet."""
+    return str(lab.link_subnet(0).network_address + index)
 
 
 def holders(cluster: Cluster, vip: str) -> list[str]:
     """The nodes that have the address on an interface now."""
     assert cluster.lab is not None
+    return hosts_holding(cluster.lab, cluster.names, vip)
+
+
+def hosts_holding(lab: Lab, hosts: Iterable[str], vip: str) -> list[str]:
+    """The hosts of `lab` among `hosts` that have the address on an interface now."""
     out = []
-    for name in cluster.names:
-        addrs = cluster.lab[name].run(["ip", "-4", "-o", "addr", "show"], check=False).stdout
+    for name in hosts:
+        addrs = lab[name].run(["ip", "-4", "-o", "addr", "show"], check=False).stdout
         if f" {vip}/" in addrs:
             out.append(name)
     return out
