@@ -35,6 +35,9 @@ DEBIAN_OCF = Path("/usr/lib/ocf/resource.d")
         ("systemd:getty@tty1.service", AgentSpec("systemd", None, "getty@tty1.service")),
         ("service:nginx", AgentSpec("service", None, "nginx")),
         ("OCF:heartbeat:Dummy", AgentSpec("ocf", "heartbeat", "Dummy")),
+        ("stonith:fence_ipmilan", AgentSpec("stonith", None, "fence_ipmilan")),
+        ("stonith:external/ssh", AgentSpec("stonith", None, "external/ssh")),
+        ("stonith:hastack/manual", AgentSpec("stonith", None, "hastack/manual")),
     ],
 )
 def test_parse_agent_accepts_the_standard_forms(text: str, spec: AgentSpec) -> None:
@@ -64,7 +67,8 @@ def test_str_gives_the_name_back(text: str) -> None:
         ("lsb:.hidden", "may hold only"),
         ("lsb:a b", "may hold only"),
         ("systemd:--all", "may hold only"),
-        ("stonith:fence_xvm", "unknown standard 'stonith'"),
+        ("stonith:../../bin/sh", "a fence device type is fence_NAME"),
+        ("stonith:a/b/c", "a fence device type is fence_NAME"),
         ("upstart:x", "known: ocf, lsb, heartbeat, systemd, service"),
     ],
 )

@@ -203,6 +203,11 @@ def build_invocation(
             f"resource {call.resource}: interval must be >= 0 and timeout > 0 "
             f"(got {call.interval}, {call.timeout})"
         )
+    if call.agent.standard == "stonith":
+        raise AgentError(
+            f"resource {call.resource}: {call.agent} is a fence device: the fencer runs it "
+            "(hastack fence test), not the resource executor"
+        )
     spec = resolve_service(call.agent, paths)
     path = locate(spec, paths)
     action = call.action

@@ -68,6 +68,7 @@ class LocalExecutor:
         clock: Clock = time.monotonic,
         runner: Runner = run_invocation,
         in_process: bool = False,
+        stonith_runner: Callable[[ResourceAgentCall], Awaitable[OpResult]] | None = None,
     ) -> None:
         self.core = Executor(node)
         self._on_event = on_event
@@ -84,6 +85,8 @@ class LocalExecutor:
         self._metadata: dict[AgentSpec, AgentMetadata | None] = {}  # see _advised_timeout
         # hastack's quick agents (IPaddr2) run inside this process: see agents.inprocess
         self.in_process = in_process
+        # the actions of fence devices (class stonith: start, stop, monitor) go to the fencer
+        self.stonith_runner = stonith_runner
 
     async def __aenter__(self) -> LocalExecutor:
         return self
@@ -193,6 +196,11 @@ class LocalExecutor:
     async def _execute(self, call: ResourceAgentCall) -> OpResult:
         started = self._clock()
         try:
+            if call.agent.standard == "stonith":
+                if self.stonith_runner is None:
+                    reason = f"{call.agent} is a fence device and this node runs no fencer"
+                    return OpResult(OcfRc.ERR_GENERIC, "not-installed", reason, "", started)
+                return await self.stonith_runner(call)
             if call.timeout is None:
                 call = replace(call, timeout=await self._advised_timeout(call))
             if self.in_process and runs_in_process(call.agent):

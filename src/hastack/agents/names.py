@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
 
-Standard = Literal["ocf", "lsb", "heartbeat", "systemd", "service"]
-STANDARDS: tuple[Standard, ...] = ("ocf", "lsb", "heartbeat", "systemd", "service")
+Standard = Literal["ocf", "lsb", "heartbeat", "systemd", "service", "stonith"]
+STANDARDS: tuple[Standard, ...] = ("ocf", "lsb", "heartbeat", "systemd", "service", "stonith")
 
-FORMS = "ocf:PROVIDER:TYPE, lsb:NAME, heartbeat:NAME, systemd:UNIT or service:NAME"
+FORMS = "ocf:PROVIDER:TYPE, lsb:NAME, heartbeat:NAME, systemd:UNIT, service:NAME or stonith:TYPE"
+# fence device types: fence_NAME, a cluster-glue plugin (null, external/ssh), hastack/KIND
+_STONITH_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*(/[A-Za-z0-9_][A-Za-z0-9_.+-]*)?")
 
 # Providers and types become path components (or a systemctl argument): no "/", no leading
 # "." or "-" (hidden files, "..", options), no whitespace or control characters.
@@ -89,6 +91,14 @@ def parse_agent(text: str) -> AgentSpec:
     if standard == "systemd":
         _check_name(text, "unit", rest, _UNIT_RE)
         return AgentSpec("systemd", None, rest)
+    if standard == "stonith":
+        # fence devices run through the fencer (hastack.fencing), not as resource agents
+        if not _STONITH_RE.fullmatch(rest):
+            raise AgentError(
+                f"bad agent name {text!r}: a fence device type is fence_NAME, a cluster-glue "
+                "plugin (null, external/ssh) or hastack/KIND"
+            )
+        return AgentSpec("stonith", None, rest)
     if ":" in rest:
         raise AgentError(
             f"bad agent name {text!r}: {standard} agents have no provider; use {standard}:NAME"

@@ -29,6 +29,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("simulate", "hastack.cli.simulate_cmd"),
     ("explain", "hastack.cli.explain_cmd"),
     ("history", "hastack.cli.history_cmd"),
+    ("fence", "hastack.cli.fence_cmd"),
 )
 
 

@@ -371,4 +371,33 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append("ping: " + ", ".join(f"{target} {state}" for target, state in ping.items()))
     lines.append("")
     lines.append("* this node")
+    fencing = status.get("fencing")
+    if isinstance(fencing, dict):
+        lines.append("")
+        lines += format_fencing(fencing, str(status["node"]))
     return "\n".join(lines)
+
+
+def format_fencing(fencing: dict[str, Any], node: str) -> list[str]:
+    """Per node, whether this node has a working fence path to it: a node without one is a
+    loud warning, since with stonith-enabled its resources cannot be recovered."""
+    if not fencing.get("stonith_enabled", True):
+        return [
+            "WARNING: fencing is disabled (stonith-enabled=false): a node that is lost but "
+            "still running may run its resources twice"
+        ]
+    lines = [f"Fencing (paths from {node}):"]
+    for problem in fencing.get("problems") or []:
+        lines.append(f"  configuration problem: {problem}")
+    paths: dict[str, dict[str, Any]] = fencing.get("paths") or {}
+    for target, path in sorted(paths.items()):
+        if path.get("ok"):
+            lines.append(f"  {target}: ok through {', '.join(path.get('working') or [])}")
+        else:
+            lines.append(
+                f"  WARNING {target}: no working fence path ({path.get('why')}): its resources "
+                "will not be recovered if it is lost"
+            )
+    for record in fencing.get("pending") or []:
+        lines.append(f"  fencing {record.get('target')} in progress ({record.get('reason')})")
+    return lines

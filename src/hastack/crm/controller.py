@@ -33,8 +33,10 @@ disk.
    node's control socket, forwarded to the DC) are applied to the DC's CIB all or nothing,
    versioned, shared with every member and saved.
 
-Fencing is the next issue's (``hastack.fencing``): a transition that needs it waits, and says
-so, rather than pretend.
+Fencing: a transition's ``stonith`` action becomes a :class:`FenceRequest` for the node's fencer
+(:mod:`hastack.fencing.fencer`, run by the daemon); what follows it waits for the result. A
+node that was fenced is known to run nothing (its history is dropped, it is expected down),
+whoever asked for the fencing: the DC, the membership layer of a two-node cluster, an operator.
 """
 
 from __future__ import annotations
@@ -49,14 +51,14 @@ from lxml import etree
 
 from hastack.crm.agent_calls import AgentCallSpec, CallError, call_for
 from hastack.crm.cib.edit import AttributeOwner, EditError, apply_edit, set_attribute
-from hastack.crm.cib.model import Cib, CibError, LrmResource, NodeState, parse_bool
+from hastack.crm.cib.model import Cib, CibError, LrmResource, NodeState, flatten, parse_bool
 from hastack.crm.cib.xml import read_cib, write_cib
 from hastack.crm.digest import Digester, crm_get_msec, find_op
 from hastack.crm.graph import Graph, GraphCycle, order
 from hastack.crm.operations import clear_moved_pins, expire_pins, list_pins
 from hastack.crm.placement import place
 from hastack.crm.saved_inputs import series_limit
-from hastack.crm.state import failure_expiries, resource_states
+from hastack.crm.state import Role, failure_expiries, resource_states
 from hastack.crm.status_edit import (
     clear_failcounts,
     clear_failures,
@@ -76,6 +78,11 @@ INF = float("inf")
 RC_OK, RC_NOT_RUNNING, RC_PROMOTED = 0, 7, 8
 # an action whose node never answers is given up after its timeout plus this much
 ACTION_SLACK = 10.0
+# a stonith action whose result never comes is given up after this long (the fencer itself
+# answers within its devices' timeouts, retries and levels)
+FENCE_GIVE_UP = 600.0
+FENCE_RETRY = 5.0  # after a failed fencing, the DC schedules (and so fences) again this late
+TWO_NODE_PRIORITY_FENCING_DELAY = 5.0  # priority-fencing-delay's default in two-node clusters
 JOIN_RETRY = 1.0  # a member that has not answered the join request is asked again
 REQUEST_TIMEOUT = 30.0  # an operator request forwarded to the DC
 DEFAULT_RECHECK = 900.0
@@ -147,7 +154,22 @@ class Event:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-Effect = SendMessage | RunAgent | CancelAgent | SaveCib | SaveInput | Reply | Event | Log
+@dataclass(frozen=True)
+class FenceRequest:
+    """Fence `target` (``reboot``, or ``off``); answer with :meth:`Controller.fence_result`.
+    `delay` is priority-fencing-delay's share; `allow_self` marks a node fencing itself on
+    purpose (no-quorum-policy=suicide, or a DC whose own stop failed)."""
+
+    target: str
+    action: str
+    reason: str
+    delay: float = 0.0
+    allow_self: bool = False
+
+
+Effect = (
+    SendMessage | RunAgent | CancelAgent | SaveCib | SaveInput | Reply | Event | Log | FenceRequest
+)
 
 
 @dataclass(frozen=True)
@@ -213,8 +235,18 @@ class Controller:
         *,
         operation_edit: OperationApplier | None = None,
         quorum_grace: float = 0.0,
+        two_node: bool = False,
+        startup_grace: float = 0.0,
     ) -> None:
         self.node = node
+        # A node never seen as a member is fenced (startup-fencing) only once a new DC has
+        # waited this long for it to join: heartbeat's initdead, Pacemaker's dc-deadtime.
+        self.startup_grace = startup_grace
+        self.seen_members: set[str] = {node}
+        self.dc_since = -INF
+        self.two_node = two_node  # priority-fencing-delay is on by default there
+        # nodes fenced since they were last members: known to run nothing (see node_fenced)
+        self.fenced_nodes: set[str] = set()
         # How long quorum must stay lost before no-quorum-policy acts here: a heartbeat
         # interval absorbs a member list that excludes this node for one heartbeat (the DC
         # readmitting it), which would otherwise stop everything it runs.
@@ -222,6 +254,10 @@ class Controller:
         self.no_quorum_at = INF  # when no-quorum-policy acts, if quorum is still lost
         self.node_ids = dict(node_ids)
         root = etree.fromstring(config, _parser())
+        # members of the cluster this node knew before it (re)started are not new ones
+        self.seen_members.update(
+            str(n) for n in root.xpath("status/node_state[@in_ccm='true']/@uname")
+        )
         self._config = self._strip_status(root)
         self._config_cib: Cib | None = None  # parsed lazily
         self._operation_edit = operation_edit
@@ -264,6 +300,7 @@ class Controller:
             "transitions": 0,
             "actions": 0,
             "aborts": 0,
+            "fence_requests": 0,
         }
 
     # ---- configuration ----------------------------------------------------------------------
@@ -295,6 +332,8 @@ class Controller:
 
     def membership_changed(self, view: MembershipView, now: float, wall: float) -> list[Effect]:
         old, self.view = self.view, view
+        if view.dc is not None:  # a DC's member list (without one: merely heard alive)
+            self.seen_members.update(view.members)
         effects: list[Effect] = []
         if self._early:
             # the orders of the DC we now know of, in the order they came; the rest is stale
@@ -573,7 +612,7 @@ class Controller:
         side may be the one that keeps quorum and starts our resources there."""
         policy = self._config_model().cluster_options().get("no-quorum-policy", "stop")
         running = self.local_running()
-        if policy in ("ignore", "freeze") or not running:
+        if policy in ("ignore", "freeze") or (not running and policy != "suicide"):
             if running:
                 return [
                     Log(
@@ -592,12 +631,11 @@ class Controller:
             )
         ]
         if policy == "suicide":
+            # fence ourselves; the stops below run meanwhile, so that a node whose own fencing
+            # fails still ends up running nothing
             effects.append(
-                Log(
-                    "error",
-                    "crm-no-quorum-suicide",
-                    "no-quorum-policy=suicide needs fencing of this node, which "
-                    "this version cannot do: its resources are stopped instead",
+                FenceRequest(
+                    self.node, "reboot", "no-quorum-policy=suicide: quorum lost", allow_self=True
                 )
             )
         for rsc in running:
@@ -621,6 +659,110 @@ class Controller:
                 continue
             effects.append(RunAgent(replace(spec, action="stop", interval_ms=0), ("quorum", rsc)))
         return effects
+
+    # ---- fencing ------------------------------------------------------------------------------
+
+    def fence_result(
+        self, target: str, ok: bool, reason: str, now: float, wall: float
+    ) -> list[Effect]:
+        """The fencer finished with `target` (whoever asked). Done: the node runs nothing
+        any more. Failed: a transition that waited for it fails that action, and the DC
+        schedules again a little later, which asks for the fencing again."""
+        effects: list[Effect] = []
+        if ok:
+            effects += self.node_fenced(target)
+        t = self.transition
+        name = f"stonith 'reboot' {target}"
+        if self._is_dc() and t is not None and name in t.inflight:
+            del t.inflight[name]
+            if ok:
+                t.done.add(name)
+            else:
+                t.failed.add(name)
+                self._abort(f"fencing {target} failed")
+                self.recheck_at = min(self.recheck_at, now + FENCE_RETRY)
+                effects.append(
+                    Log(
+                        "error",
+                        "crm-fencing-failed",
+                        f"node {target} could not be fenced ({reason}): its resources stay "
+                        f"where they are, and fencing is tried again in {FENCE_RETRY:g} s",
+                        {"node": target},
+                    )
+                )
+        return effects + self._after(now, wall)
+
+    def node_fenced(self, target: str) -> list[Effect]:
+        """`target` is known to be down (fenced, or confirmed down by an operator)."""
+        if target == self.node:
+            return []
+        self.fenced_nodes.add(target)
+        if target in self.view.members:
+            return []  # it came back meanwhile: what it reports is the truth
+        self.states = node_state(
+            self.states, target, self._id(target), member=False, joined=False, expected=False
+        )
+        self.states = forget_lrm(self.states, target)
+        self._share_needed = True
+        self._abort(f"node {target} was fenced")
+        return [Event("node-fenced", {"node": target, "nodeid": self._id(target)})]
+
+    def fence_delay(self, target: str) -> float:
+        """priority-fencing-delay's share of fencing `target`, as Pacemaker computes it: the
+        delay applies to the node whose resources weigh most (the sum of their ``priority``,
+        a promoted instance counting one more), so that in a fence race the node that runs
+        the important resources shoots first. It applies only where our partition has no
+        majority (a two-node cluster's survivor). hastack breaks ties, so that exactly one
+        side waits: by the number of active resources, then for the lower node id.
+        In two-node clusters it is on by default (TWO_NODE_PRIORITY_FENCING_DELAY)."""
+        options = self._config_model().cluster_options()
+        text = options.get("priority-fencing-delay")
+        if text is None:
+            delay = TWO_NODE_PRIORITY_FENCING_DELAY if self.two_node else 0.0
+        else:
+            ms = crm_get_msec(text)
+            delay = ms / 1000 if ms > 0 else 0.0
+        members = [n for n in self.view.members if n != target]
+        if delay <= 0 or 2 * len(members) > len(self.node_ids):
+            return 0.0
+        weights = self._node_weights()
+        mine = max((weights.get(n, (0, 0)) for n in members), default=(0, 0))
+        theirs = weights.get(target, (0, 0))
+        if theirs > mine:
+            return delay
+        if (
+            theirs == mine
+            and members
+            and _id_key(self._id(target)) < min(_id_key(self._id(n)) for n in members)
+        ):
+            return delay
+        return 0.0
+
+    def _node_weights(self) -> dict[str, tuple[int, int]]:
+        """Per node: (the sum of its active resources' priorities, how many are active)."""
+        try:
+            cib = read_cib(self.cib_document, "<known cib>")
+            if self.states:
+                cib = replace(cib, status=tuple(self.states.values()))
+            state = resource_states(cib)
+        except (CibError, ValueError):
+            return {}
+        priorities: dict[str, int] = {}
+        defaults = flatten(cib.rsc_defaults)
+        for primitive in cib.all_primitives():
+            meta = {**defaults, **flatten(primitive.meta)}
+            try:
+                priorities[primitive.id] = int(meta.get("priority", "0"))
+            except ValueError:
+                priorities[primitive.id] = 0
+        out: dict[str, tuple[int, int]] = {}
+        for rsc in state.resources:
+            if not rsc.role.active:
+                continue
+            weight = priorities.get(rsc.primitive, 0) + (1 if rsc.role == Role.PROMOTED else 0)
+            total, count = out.get(rsc.node, (0, 0))
+            out[rsc.node] = (total + weight, count + 1)
+        return out
 
     def local_running(self) -> list[str]:
         """The resources this node's history says are active here, the most recently
@@ -782,6 +924,7 @@ class Controller:
 
     def _become_dc(self, now: float, wall: float) -> list[Effect]:
         self.dc_term = self.view.term
+        self.dc_since = now
         self.tenure += 1
         self.joined = set()
         self.join_asked = {}
@@ -806,10 +949,16 @@ class Controller:
         ]
         for node in self._configured_nodes():
             if node not in self.view.members:
+                fenced = node in self.fenced_nodes
                 self.states = node_state(
-                    self.states, node, self._id(node), member=False, joined=False
+                    self.states,
+                    node,
+                    self._id(node),
+                    member=False,
+                    joined=False,
+                    expected=not fenced,
                 )
-                if not self._fencing_enabled():
+                if fenced or not self._fencing_enabled():
                     self.states = forget_lrm(self.states, node)
         for member in self.view.members:
             self.states = node_state(
@@ -873,6 +1022,7 @@ class Controller:
                     t.failed.add(name)
             self._abort(f"node {node} left")
         for node in new:
+            self.fenced_nodes.discard(node)  # back: what it runs is what it reports now
             self.states = node_state(self.states, node, self._id(node), member=True, joined=False)
             effects.append(
                 Event("node-joined", {"node": node, "nodeid": self._id(node), "previous": "lost"})
@@ -1340,16 +1490,31 @@ class Controller:
         name = action.name
         node = action.node
         if action.task == "stonith":
-            t.failed.add(name)  # never done: what follows it stays blocked
+            wait_until = self.dc_since + self.startup_grace
+            if node not in self.seen_members and now < wait_until:
+                # never a member yet: it may be starting now (startup-fencing waits for it)
+                t.failed.add(name)
+                self._abort(f"waiting for {node} to join before fencing it")
+                self.recheck_at = min(self.recheck_at, wait_until)
+                return [
+                    Log(
+                        "info",
+                        "crm-fence-startup-wait",
+                        f"{node} has not joined yet: it is fenced (startup-fencing) only if it "
+                        f"has not joined in {wait_until - now:.1f} s",
+                        {"node": node},
+                    )
+                ]
+            # the fencer answers within its devices' timeouts; this only guards a lost answer
+            t.inflight[name] = now + FENCE_GIVE_UP
+            self.counters["fence_requests"] += 1
             return [
-                Log(
-                    "error",
-                    "crm-fencing-unavailable",
-                    f"node {node} must be fenced before its resources can move, and "
-                    "fencing is not available in this version: its resources stay "
-                    "where they are (set stonith-enabled=false to recover without "
-                    "fencing, at the risk of running them twice)",
-                    {"node": node},
+                FenceRequest(
+                    node,
+                    "reboot",
+                    action.reason or f"node {node} must be fenced",
+                    delay=self.fence_delay(node),
+                    allow_self=node == self.node,
                 )
             ]
         if action.task == "do_shutdown":
@@ -1407,6 +1572,11 @@ _DONE_EVENTS = {
 def _c14n_configuration(document: bytes) -> bytes:
     element = etree.fromstring(document, _parser()).find("configuration")
     return b"" if element is None else etree.tostring(element, method="c14n")
+
+
+def _id_key(node_id: str) -> tuple[int, str]:
+    """Node ids compare as numbers when they are (Pacemaker's are), else as text."""
+    return (int(node_id), "") if node_id.isdigit() else (1 << 62, node_id)
 
 
 def _expected_rc(digester: Digester, action: Action, spec: AgentCallSpec) -> int:

@@ -35,6 +35,7 @@ from hastack.crm.controller import (
     CancelAgent,
     Controller,
     Event,
+    FenceRequest,
     MembershipView,
     Reply,
     RunAgent,
@@ -46,6 +47,10 @@ from hastack.crm.events import ClusterEvent, EventError, log_cluster_event
 from hastack.crm.history import EventHistory
 from hastack.crm.saved_inputs import InputStore
 from hastack.daemon import clock
+from hastack.daemon.fence_shell import MAGIC as FENCE_MAGIC
+from hastack.daemon.fence_shell import FenceShell
+from hastack.fencing.devices import fencing_from_hacf
+from hastack.fencing.fencer import FenceRecord
 from hastack.fileio import write_atomically
 from hastack.membership.effects import Log
 from hastack.messaging.codec import MAGIC as MESSAGING_MAGIC
@@ -106,11 +111,28 @@ class CrmShell:
             cib.data,
             operation_edit=_operation_edit(),
             quorum_grace=hacf.timing.keepalive,
+            two_node=hacf.two_node,
+            startup_grace=hacf.timing.initdead,
         )
+        self.fence = FenceShell(
+            name,
+            [n.name for n in hacf.nodes] or list(cib.node_ids),
+            fencing_from_hacf(hacf.stonith, hacf.stonith_hosts),
+            cib.data,
+            on_done=self._on_fenced,
+            broadcast=self._broadcast,
+        )
+        # told of every fencing this node's fencer finished (the membership layer's fence_done)
+        self.on_local_fence: Callable[[str, bool], None] | None = None
         # heartbeat looks for R1 scripts in resource.d beside ha.cf (then in /etc/init.d)
         paths = replace(DEFAULT_PATHS, ha_resource_d=Path(config.directory) / "resource.d")
         self.executor = LocalExecutor(
-            name, on_event=self._on_op_event, paths=paths, clock=clock.now, in_process=True
+            name,
+            on_event=self._on_op_event,
+            paths=paths,
+            clock=clock.now,
+            in_process=True,
+            stonith_runner=self.fence.resource_action,
         )
         self.links = config.hacf.links
         self.endpoints: list[LinkEndpoint] = []
@@ -154,6 +176,7 @@ class CrmShell:
                 )
                 continue
             self.endpoints.append(endpoint)
+        self.fence.start()
 
     async def shutdown(self) -> None:
         """Leave the cluster cleanly: ask the DC to move everything off this node (the
@@ -182,6 +205,7 @@ class CrmShell:
         self.closed = True
         if self._timer is not None:
             self._timer.cancel()
+        await self.fence.close()
         await self.executor.close()
         if self.alerts is not None:
             await self.alerts.close()
@@ -312,7 +336,21 @@ class CrmShell:
                 endpoint.send(effect.data)
             return []
         if isinstance(effect, Deliver):
+            if effect.payload[:1] == FENCE_MAGIC:
+                self.fence.receive(effect.sender, effect.payload)
+                return []
             return list(self.controller.receive(effect.sender, effect.payload, now, wall))
+        if isinstance(effect, FenceRequest):
+            requester = "no-quorum-policy" if effect.allow_self else "controller"
+            self.fence.request(
+                effect.target,
+                effect.action,
+                requester,
+                effect.reason,
+                delay=effect.delay,
+                allow_self=effect.allow_self,
+            )
+            return []
         if isinstance(effect, StreamReset):
             return list(
                 self.controller.peer_reset(
@@ -330,6 +368,7 @@ class CrmShell:
             return []
         if isinstance(effect, SaveCib):
             write_atomically(self.run_path / "cib.xml", effect.data, mode=0o600)
+            self.fence.configure(effect.data)
             if self.alerts is not None:  # the alerts section may have changed with it
                 self.alerts.configure(parse_alerts(effect.data))
             return []
@@ -350,6 +389,21 @@ class CrmShell:
             emit(logger, effect.level, effect.event, effect.message, **effect.fields)
             return []
         raise TypeError(f"unknown effect {effect!r}")
+
+    def _broadcast(self, payload: bytes) -> None:
+        if not self.closed:
+            self._execute(list(self.messaging.send(payload, clock.now(), None)))
+
+    def _on_fenced(self, record: FenceRecord, local: bool) -> None:
+        """A fencing finished: the controller learns the node is down (or that it could not
+        be fenced), and the membership layer hears of what this node's fencer did."""
+        ok = record.state == "done"
+        if self.closed:
+            return
+        now, wall = clock.now(), clock.wall()
+        self._execute(self.controller.fence_result(record.target, ok, record.error, now, wall))
+        if local and self.on_local_fence is not None:
+            self.on_local_fence(record.target, ok)
 
     def _queue_input(self, effect: SaveInput) -> None:
         try:

@@ -31,6 +31,9 @@ from hastack.transport import IcmpPinger, LinkEndpoint, endpoint_for
 from hastack.transport.logevents import emit
 
 INF = float("inf")
+FENCE_RETRY = (
+    5.0  # a failed fencing for the membership layer is reported (and asked again) this late
+)
 logger = logging.getLogger("hastack.daemon")
 core_logger = logging.getLogger("hastack.membership")
 
@@ -98,6 +101,8 @@ class NodeDaemon:
             "version": lambda _request: {"version": __version__, "node": self.name},
         }
         if self.crm is not None:
+            self.crm.on_local_fence = self._membership_fenced
+            handlers["fence"] = self._cmd_fence
             handlers["cib-query"] = lambda _request: self._crm().cib_query()
             handlers["cib-apply"] = self._cmd_cib_apply
             handlers["resource-request"] = self._cmd_cib_apply
@@ -117,6 +122,7 @@ class NodeDaemon:
         self._last_read = -INF
         self._no_pinger_logged = False
         self._fence_warned: set[str] = set()
+        self._fence_waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
 
     # ---- running ---------------------------------------------------------------------------
 
@@ -342,19 +348,92 @@ class NodeDaemon:
             )
             self._execute(self.core.fence_done(target, True, clock.now()))
             return
-        # No fencer exists yet (a later issue adds it): say so loudly, and do not pretend.
-        emit(
-            logger,
-            "error",
-            "fence-not-configured",
-            f"node {target} must be fenced but fencing is not configured in this version",
-            node=target,
+        if self.crm is None:
+            emit(
+                logger,
+                "error",
+                "fence-not-configured",
+                f"node {target} must be fenced but this node runs no resource manager (and so "
+                "no fencer): it stays waiting",
+                node=target,
+            )
+            return
+        crm = self.crm
+        crm.fence.request(
+            target,
+            "reboot",
+            "membership",
+            f"two_node: peer {target} lost",
+            delay=crm.controller.fence_delay(target),
         )
+
+    def _membership_fenced(self, target: str, ok: bool) -> None:
+        """This node's fencer finished with `target`. A failure reaches the membership core
+        (which asks again) only FENCE_RETRY later, so a device that fails at once does not
+        make a busy loop of it."""
+        for waiter in self._fence_waiters.pop(target, []):
+            if not waiter.done():
+                history = self._crm().fence.history(target)
+                waiter.set_result({"ok": ok, "record": history[-1] if history else None})
+        if ok:
+            self._execute(self.core.fence_done(target, True, clock.now()))
+            self._arm()
+            return
+        if target not in self.core.fence_pending:
+            return  # the membership layer did not ask for this one
+
+        def retry() -> None:
+            self._execute(self.core.fence_done(target, False, clock.now()))
+            self._arm()
+
+        asyncio.get_running_loop().call_later(FENCE_RETRY, retry)
 
     # ---- control commands ------------------------------------------------------------------
 
     def _cmd_status(self, _request: dict[str, Any]) -> dict[str, Any]:
-        return self.core.status(clock.now()).to_json()
+        status = self.core.status(clock.now()).to_json()
+        if self.crm is not None:
+            status["fencing"] = self.crm.fence.describe()
+        return status
+
+    async def _cmd_fence(self, request: dict[str, Any]) -> dict[str, Any]:
+        """hastack fence: history, test, confirm, or fence a node (reboot/off/on)."""
+        fence = self._crm().fence
+        op = request.get("op")
+        target = request.get("target")
+        if target is not None and (not isinstance(target, str) or target not in fence.nodes):
+            return {"error": f"unknown node {target!r}; the nodes: {', '.join(fence.nodes)}"}
+        if op == "history":
+            return {"node": self.name, "history": fence.history(target)}
+        if op == "test":
+            targets = [target] if target else [n for n in fence.nodes if n != self.name]
+            return await fence.test(targets)
+        if op == "paths":
+            return fence.describe()
+        if target is None:
+            return {"error": f"fence {op}: name the node (target)"}
+        if op == "confirm":
+            record = fence.confirm(target, f"operator on {self.name}")
+            return {"record": record.to_json()}
+        if op in ("reboot", "off", "on"):
+            if target == self.name:
+                return {"error": "a node does not fence itself on request; ask another node"}
+            done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            waiters = self._fence_waiters.setdefault(target, [])
+            waiters.append(done)
+            fence.request(target, op, f"operator on {self.name}", "requested by an operator")
+            timeout = request.get("timeout", 600)
+            try:
+                return await asyncio.wait_for(done, float(timeout))
+            except TimeoutError:
+                return {"error": f"no result for fencing {target} within {timeout} s"}
+            finally:
+                if done in waiters:
+                    waiters.remove(done)
+        return {
+            "error": f"unknown fence op {op!r}; known: history, test, paths, confirm, reboot, "
+            "off, on"
+        }
 
     def _crm(self) -> CrmShell:
         assert self.crm is not None

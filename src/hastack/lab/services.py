@@ -44,8 +44,10 @@ def web_cib(
     monitor: str = "1s",
     prefer: str | None = "n1",
     docroot: str = "/",
+    stonith: str | None = None,
 ) -> bytes:
-    """The CIB of the web group (stonith disabled: fencing is a later part of hastack)."""
+    """The CIB of the web group. Without `stonith` (the XML of fence device primitives)
+    fencing is disabled; with it, stonith-enabled is true and the devices are configured."""
     server = f"-m http.server {port} --bind 0.0.0.0 --directory {shlex.quote(docroot)}"
     threshold = (
         f'<nvpair id="rd-mt" name="migration-threshold" value="{migration_threshold}"/>'
@@ -57,16 +59,17 @@ def web_cib(
         if prefer
         else ""
     )
+    enabled = "false" if stonith is None else "true"
     return f"""<cib admin_epoch="0" epoch="1" num_updates="0" validate-with="pacemaker-3.7">
   <configuration>
     <crm_config>
       <cluster_property_set id="cib-bootstrap-options">
-        <nvpair id="opt-stonith" name="stonith-enabled" value="false"/>
+        <nvpair id="opt-stonith" name="stonith-enabled" value="{enabled}"/>
         <nvpair id="opt-recheck" name="cluster-recheck-interval" value="1min"/>
       </cluster_property_set>
     </crm_config>
     <nodes/>
-    <resources>
+    <resources>{stonith or ""}
       <group id="web">
         {ip_primitive(vip, monitor)}
         <primitive id="httpd" class="ocf" provider="hastack" type="anything">
@@ -208,3 +211,72 @@ def probe_result(
     if prober.returncode != 0 or not out.strip():
         return None
     return float(out.strip()) - since
+
+
+_FENCE_SCRIPT = """#!/bin/sh
+# A fence device for lab hosts (hastack/external): it does to the target what a power switch
+# does (every process killed at once, the interfaces down), and logs each power action.
+action="$1"; target="$2"
+case "$target" in
+{cases}
+  "") ;;
+  *) echo "unknown host $target" >&2; exit 1 ;;
+esac
+case "$action" in
+  monitor) exit 0 ;;
+  list) printf '%s\\n' {names}; exit 0 ;;
+  status) [ -n "$(ip netns pids "$ns")" ] && exit 0; exit 2 ;;
+  off|reboot)
+    echo "$(date +%s.%N) $action $target" >> {log}
+    for round in 1 2 3 4 5; do
+      pids=$(ip netns pids "$ns"); [ -z "$pids" ] && break
+      kill -9 $pids 2>/dev/null; sleep 0.01
+    done
+    for dev in $devs; do ip -n "$ns" addr flush dev "$dev"; ip -n "$ns" link set "$dev" down; done
+    exit 0 ;;
+  on) exit 0 ;;
+  *) echo "unknown action $action" >&2; exit 1 ;;
+esac
+"""
+
+
+def lab_fence_script(lab: Lab, hosts: Iterable[str], path: Path, log: Path) -> Path:
+    """Write a fence script (for ``hastack/external``) that powers lab hosts off, appending
+    ``TIME ACTION HOST`` to `log` for every power action; returns `path`."""
+    names = list(hosts)
+    cases = "\n".join(
+        f"  {name}) ns={shlex.quote(lab[name].netns)}; "
+        f"devs={shlex.quote(' '.join(f'eth{j}' for j in range(lab.links)))} ;;"
+        for name in names
+    )
+    text = _FENCE_SCRIPT.format(
+        cases=cases, names=" ".join(shlex.quote(n) for n in names), log=shlex.quote(str(log))
+    )
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+def external_fence_primitive(script: Path, hosts: Iterable[str], rid: str = "fence-lab") -> str:
+    """A ``hastack/external`` stonith primitive running `script` for `hosts` (reboot = off:
+    nothing in the lab powers a host back on by itself)."""
+    return f"""
+      <primitive id="{rid}" class="stonith" type="hastack/external">
+        <instance_attributes id="{rid}-ia">
+          <nvpair id="{rid}-script" name="script" value="{script}"/>
+          <nvpair id="{rid}-hosts" name="pcmk_host_list" value="{" ".join(hosts)}"/>
+          <nvpair id="{rid}-reboot" name="pcmk_reboot_action" value="off"/>
+          <nvpair id="{rid}-timeout" name="pcmk_off_timeout" value="20s"/>
+        </instance_attributes>
+      </primitive>"""
+
+
+def fence_log(log: Path) -> list[tuple[float, str, str]]:
+    """The power actions a lab fence script logged: (time, action, host)."""
+    if not log.exists():
+        return []
+    out = []
+    for line in log.read_text().splitlines():
+        stamp, action, host = line.split()
+        out.append((float(stamp), action, host))
+    return out

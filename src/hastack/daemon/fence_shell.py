@@ -1,0 +1,350 @@
+"""The node daemon's fencer: a thin asyncio shell around :class:`hastack.fencing.fencer.Fencer`.
+
+It runs the device actions the core asks for (:func:`hastack.fencing.runners.run_device`, each
+on a task of its own), keeps one timer at the core's next deadline, reconfigures the core when
+the CIB changes, checks the devices on an interval, and shares every finished operation (and
+operator confirmations) with the other nodes through the messaging layer, so that every node's
+fence history is the cluster's and whoever is DC next knows which nodes are down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from hastack.agents.invocation import ResourceAgentCall
+from hastack.agents.rc import OcfRc, OpResult
+from hastack.crm.cib.model import CibError, flatten, parse_bool
+from hastack.crm.cib.xml import read_cib
+from hastack.crm.digest import crm_get_msec
+from hastack.daemon import clock
+from hastack.fencing.devices import FencingConfig, fencing_from_cib, merge
+from hastack.fencing.fencer import (
+    CancelDevice,
+    CheckDone,
+    DeviceCheck,
+    FenceDone,
+    Fencer,
+    FenceRecord,
+    RunDevice,
+)
+from hastack.fencing.runners import DeviceCall, DeviceResult, run_device
+from hastack.membership.effects import Log
+from hastack.transport.logevents import emit
+
+logger = logging.getLogger("hastack.fencing")
+MAGIC = b"F"  # a fencer message on the messaging layer (controller messages start with "{")
+CHECK_INTERVAL = 60.0  # fence-check-interval's default
+FIRST_CHECK = 2.0  # the first check, this long after start: status shows paths early
+
+
+class FenceShell:
+    def __init__(
+        self,
+        node: str,
+        nodes: Iterable[str],
+        hacf_devices: FencingConfig,
+        cib: bytes,
+        *,
+        on_done: Callable[[FenceRecord, bool], None],
+        broadcast: Callable[[bytes], None],
+    ) -> None:
+        """`on_done(record, local)` is told every finished operation (local: this node's
+        fencer ran it); `broadcast(payload)` sends to every other node."""
+        self.node = node
+        self.nodes = list(nodes)
+        self.hacf_devices = hacf_devices
+        self.core = Fencer(node, FencingConfig(), random.Random())
+        self.on_done = on_done
+        self.broadcast = broadcast
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.checks: dict[int, asyncio.Future[dict[str, DeviceCheck]]] = {}
+        self.check_interval = CHECK_INTERVAL
+        self.stonith_enabled = True
+        self._timer: asyncio.TimerHandle | None = None
+        self._check_timer: asyncio.TimerHandle | None = None
+        self.closed = False
+        self.errors = 0
+        self.registered: set[str] = set()  # the stonith resources started on this node
+        self.configure(cib)
+
+    # ---- configuration ----------------------------------------------------------------------
+
+    def configure(self, cib: bytes) -> None:
+        """The devices of the CIB (and ha.cf), and the fencing options of the cluster."""
+        try:
+            model = read_cib(cib, "<cluster configuration>")
+        except CibError as exc:
+            emit(logger, "error", "fence-config", f"cannot read the fencing configuration: {exc}")
+            return
+        options = model.cluster_options()
+        self.stonith_enabled = _bool(options.get("stonith-enabled"), True)
+        watchdog = _seconds(options.get("stonith-watchdog-timeout"), 0.0)
+        self.check_interval = _seconds(options.get("fence-check-interval"), CHECK_INTERVAL)
+        attributes = {
+            n.uname or n.id: flatten(n.attributes) for n in model.nodes if n.uname or n.id
+        }
+        config = merge(fencing_from_cib(model), self.hacf_devices)
+        self._execute(
+            self.core.reconfigure(config, watchdog_timeout=watchdog, node_attributes=attributes)
+        )
+
+    def start(self) -> None:
+        self._schedule_check(FIRST_CHECK)
+
+    async def close(self) -> None:
+        self.closed = True
+        for handle in (self._timer, self._check_timer):
+            if handle is not None:
+                handle.cancel()
+        tasks = list(self.tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for future in self.checks.values():
+            if not future.done():
+                future.cancel()
+
+    # ---- requests -----------------------------------------------------------------------------
+
+    def request(
+        self,
+        target: str,
+        action: str,
+        requester: str,
+        reason: str,
+        *,
+        delay: float = 0.0,
+        allow_self: bool = False,
+    ) -> None:
+        self._execute(
+            self.core.request(
+                target,
+                action,
+                requester,
+                reason,
+                clock.now(),
+                clock.wall(),
+                delay=delay,
+                allow_self=allow_self,
+            )
+        )
+
+    def confirm(self, target: str, by: str) -> FenceRecord:
+        """An operator says `target` is down; every node's fencer is told."""
+        records: list[FenceRecord] = []
+        self._execute(self.core.confirm(target, by, clock.now(), clock.wall()), records)
+        return records[-1]
+
+    async def test(self, targets: list[str], timeout: float | None = None) -> dict[str, Any]:
+        """Check every device now (no power action) and tell, per node, whether a working
+        fence path exists from this node."""
+        check_id, effects = self.core.check(clock.now(), clock.wall(), targets, timeout)
+        future: asyncio.Future[dict[str, DeviceCheck]] = asyncio.get_running_loop().create_future()
+        self.checks[check_id] = future
+        self._execute(effects)
+        report = await future
+        paths = self.core.paths(targets or self.nodes)
+        return {
+            "node": self.node,
+            "devices": {k: _check_json(v) for k, v in report.items()},
+            "paths": {k: _path_json(v) for k, v in paths.items()},
+        }
+
+    async def resource_action(self, call: ResourceAgentCall) -> OpResult:
+        """An action of a stonith resource, as Pacemaker's executor runs them: start
+        registers the device here after a successful monitor, stop unregisters it, a probe
+        tells whether it is registered here, a recurring monitor runs the device's monitor."""
+        started = clock.now()
+        device_id = call.resource.partition(":")[0]
+        device = self.core.config.device(device_id)
+        if device is None:
+            problems = [p for p in self.core.config.problems if device_id in p]
+            why = problems[0] if problems else f"{device_id} is not a usable fence device"
+            return OpResult(OcfRc.ERR_CONFIGURED, "done", why, "", started)
+        action = call.action
+        if action == "stop":
+            self.registered.discard(device_id)
+            return OpResult(OcfRc.SUCCESS, "done", "", "", started)
+        if action == "monitor" and (call.interval == 0 or device_id not in self.registered):
+            rc = OcfRc.SUCCESS if device_id in self.registered else OcfRc.NOT_RUNNING
+            return OpResult(rc, "done", "", "", started)
+        if action not in ("start", "monitor"):
+            return OpResult(OcfRc.ERR_UNIMPLEMENTED, "done", f"no {action} for fence devices")
+        if device.kind in ("manual", "watchdog"):
+            ok = device.kind == "manual" or self.core.watchdog_timeout > 0
+            result = DeviceResult(
+                ok, None, None, 0, "" if ok else "stonith-watchdog-timeout is not set", "", 0.0
+            )
+        else:
+            result = await run_device(
+                DeviceCall(
+                    device_id,
+                    device.agent,
+                    "monitor",
+                    None,
+                    None,
+                    device.params,
+                    call.effective_timeout,
+                )
+            )
+        if not result.ok:
+            return OpResult(
+                OcfRc.ERR_GENERIC, "done", result.reason, result.output, started, result.seconds
+            )
+        if action == "start":
+            self.registered.add(device_id)
+        return OpResult(OcfRc.SUCCESS, "done", "", result.output, started, result.seconds)
+
+    def describe(self) -> dict[str, Any]:
+        """What `hastack status` shows: per node, the fence path from here."""
+        paths = self.core.paths(n for n in self.nodes if n != self.node)
+        return {
+            "stonith_enabled": self.stonith_enabled,
+            "devices": [d.id for d in self.core.config.devices],
+            "problems": list(self.core.config.problems),
+            "paths": {k: _path_json(v) for k, v in paths.items()},
+            "pending": [r.to_json() for r in self.core.pending()],
+            "checked": {k: _check_json(v) for k, v in self.core.last_check.items()},
+        }
+
+    def history(self, target: str | None = None) -> list[dict[str, object]]:
+        return [r.to_json() for r in self.core.history if target is None or r.target == target]
+
+    # ---- messages from the other nodes --------------------------------------------------------
+
+    def receive(self, sender: str, payload: bytes) -> None:
+        try:
+            message = json.loads(payload[len(MAGIC) :])
+            kind = message["t"]
+            record = FenceRecord.from_json(message["record"])
+        except (ValueError, KeyError, TypeError) as exc:
+            emit(
+                logger,
+                "warning",
+                "fence-bad-message",
+                f"dropped a bad message from {sender}: {exc}",
+            )
+            return
+        if kind == "confirm" and record.target in self.core.operations:
+            # an operator confirmed on another node: our operation for it ends too
+            effects = self.core.confirm(
+                record.target, record.confirmed_by or sender, clock.now(), clock.wall()
+            )
+            self._execute(effects, share=False)
+            return
+        if self.core.learn(record) and record.state == "done":
+            self.on_done(record, False)
+
+    # ---- effects --------------------------------------------------------------------------------
+
+    def _execute(
+        self, effects: list[Any], records: list[FenceRecord] | None = None, *, share: bool = True
+    ) -> None:
+        for effect in effects:
+            if isinstance(effect, RunDevice):
+                task = asyncio.get_running_loop().create_task(self._run(effect.key, effect.call))
+                self.tasks[effect.key] = task
+            elif isinstance(effect, CancelDevice):
+                task = self.tasks.pop(effect.key, None)
+                if task is not None:
+                    task.cancel()
+            elif isinstance(effect, FenceDone):
+                if records is not None:
+                    records.append(effect.record)
+                if share:
+                    kind = "confirm" if effect.record.confirmed_by else "record"
+                    message = {"t": kind, "record": effect.record.to_json()}
+                    self.broadcast(MAGIC + json.dumps(message).encode())
+                try:
+                    self.on_done(effect.record, True)
+                except Exception:  # the others must still hear of it
+                    self.errors += 1
+                    logger.exception("acting on the fencing of %s failed", effect.record.target)
+            elif isinstance(effect, CheckDone):
+                future = self.checks.pop(effect.check_id, None)
+                if future is not None and not future.done():
+                    future.set_result(dict(effect.report))
+            elif isinstance(effect, Log):
+                emit(logger, effect.level, effect.event, effect.message, **effect.fields)
+        self._arm()
+
+    async def _run(self, key: int, call: DeviceCall) -> None:
+        try:
+            result = await run_device(call)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a runner bug must not leave the operation waiting
+            self.errors += 1
+            logger.exception("running %s %s failed", call.device, call.action)
+            result = DeviceResult(False, None, None, None, f"internal error: {exc}", "", 0.0)
+        finally:
+            self.tasks.pop(key, None)
+        if not self.closed:
+            self._execute(self.core.result(key, result, clock.now(), clock.wall()))
+
+    # ---- timers ---------------------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        if self.closed:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self.core.next_deadline()
+        if deadline != float("inf"):
+            delay = max(0.0, deadline - clock.now())
+            self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._execute(self.core.tick(clock.now(), clock.wall()))
+
+    def _schedule_check(self, delay: float) -> None:
+        if self.closed:
+            return
+        self._check_timer = asyncio.get_running_loop().call_later(delay, self._periodic_check)
+
+    def _periodic_check(self) -> None:
+        if self.core.config.devices:
+            others = [n for n in self.nodes if n != self.node]
+            _, effects = self.core.check(clock.now(), clock.wall(), others)
+            self._execute(effects)
+        self._schedule_check(self.check_interval)
+
+
+def _bool(text: str | None, default: bool) -> bool:
+    try:
+        return parse_bool(text, default)
+    except ValueError:
+        return default
+
+
+def _seconds(text: str | None, default: float) -> float:
+    if text is None:
+        return default
+    ms = crm_get_msec(text)
+    return ms / 1000 if ms >= 0 else default
+
+
+def _check_json(check: DeviceCheck) -> dict[str, object]:
+    return {
+        "ok": check.ok,
+        "reason": check.reason,
+        "targets": None if check.targets is None else list(check.targets),
+        "checked_at": check.checked_at,
+    }
+
+
+def _path_json(path: Any) -> dict[str, object]:
+    return {
+        "ok": path.ok,
+        "levels": [list(level) for level in path.levels],
+        "working": list(path.working),
+        "why": path.why,
+    }
