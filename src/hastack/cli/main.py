@@ -30,6 +30,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("explain", "hastack.cli.explain_cmd"),
     ("history", "hastack.cli.history_cmd"),
     ("fence", "hastack.cli.fence_cmd"),
+    ("qserver", "hastack.cli.qserver_cmd"),
+    ("quorum", "hastack.cli.quorum_cmd"),
 )
 
 

@@ -79,8 +79,6 @@ RECORDED_NO_EFFECT: dict[str, str] = {
 # Directives hastack parses and checks, whose effect belongs to a part not built yet: the value
 # is kept in HaCf for that part, and a warning says that nothing acts on it today.
 NOT_ACTED_ON_YET: dict[str, str] = {
-    "stonith": "no fencer acts on it yet (fencing comes in its own part)",
-    "stonith_host": "no fencer acts on it yet (fencing comes in its own part)",
     "watchdog": "the node daemon does not feed a watchdog device yet",
     "logfacility": "the node daemon logs to stderr and logfile/debugfile, not to syslog",
     "use_logd": "the node daemon logs to stderr and logfile/debugfile, not to a logging daemon",

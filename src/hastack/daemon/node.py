@@ -27,6 +27,7 @@ from hastack.daemon.rundir import AlreadyRunning, NodeRunDir
 from hastack.membership.core import MembershipCore
 from hastack.membership.effects import Effect, Fence, Log, Send, SendPing
 from hastack.membership.params import CoreParams
+from hastack.quorum.link import QuorumLink
 from hastack.transport import IcmpPinger, LinkEndpoint, endpoint_for
 from hastack.transport.logevents import emit
 
@@ -95,9 +96,15 @@ class NodeDaemon:
                 cib,
                 lambda: [e for e in self.links if not e.reads_on_timer],
             )
+        # the quorum server's client (ha.cf quorum_server), started with the loop
+        self.qlink: QuorumLink | None = None
+        self._q_until: float | None = None
+        if config.hacf.quorum_server is not None:
+            self.qlink = QuorumLink.from_config(config, name, on_change=self._on_quorum_vote)
         handlers: dict[str, Handler] = {
             "status": self._cmd_status,
             "counters": self._cmd_counters,
+            "quorum": self._cmd_quorum,
             "version": lambda _request: {"version": __version__, "node": self.name},
         }
         if self.crm is not None:
@@ -147,6 +154,8 @@ class NodeDaemon:
             await self.crm.open()
         if hacf.ping or hacf.ping_groups:
             await self._open_pinger()
+        if self.qlink is not None:
+            self.qlink.start()
         await self.control.start()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._request_stop, signum)
@@ -166,6 +175,8 @@ class NodeDaemon:
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
             await self.control.close()
+            if self.qlink is not None:
+                await self.qlink.close()
             for endpoint in self.links:
                 endpoint.close()
             if self.pinger is not None:
@@ -250,6 +261,38 @@ class NodeDaemon:
                 self._stop.set()
                 return
             self._execute(effects)
+        if self.qlink is not None:
+            self._sync_quorum_device(now)
+        if self.crm is not None:
+            self.crm.membership(self.core.crm_view(now))
+        self._arm()
+
+    def _sync_quorum_device(self, now: float) -> None:
+        """Report our membership to the quorum server's client (it sends only changes and
+        its heartbeats) and give the membership core the vote as the client holds it now."""
+        assert self.qlink is not None
+        members, ring = self.core.members(now)
+        if self.name in members:
+            resources = len(self.crm.controller.local_running()) if self.crm is not None else 0
+            try:
+                self.qlink.set_membership(members, ring, resources)
+            except ValueError as exc:  # a view the client cannot report: no vote meanwhile
+                logger.warning("quorum server: %s", exc)
+        until = self.qlink.core.vote_until if self.qlink.has_vote(now) else None
+        if until != self._q_until:
+            self._q_until = until
+            self._execute(self.core.quorum_device(until, now))
+
+    def _on_quorum_vote(self, vote: bool, reason: str) -> None:
+        emit(
+            logger,
+            "info" if vote else "warning",
+            "quorum-server-vote",
+            f"the quorum server's vote is {'ours' if vote else 'not ours'}: {reason}",
+            vote=vote,
+        )
+        now = clock.now()
+        self._sync_quorum_device(now)
         if self.crm is not None:
             self.crm.membership(self.core.crm_view(now))
         self._arm()
@@ -395,6 +438,32 @@ class NodeDaemon:
         if self.crm is not None:
             status["fencing"] = self.crm.fence.describe()
         return status
+
+    def _cmd_quorum(self, request: dict[str, Any]) -> dict[str, Any]:
+        """hastack quorum force|unforce: override the expected votes with those of the
+        nodes this node sees now (or undo it), as corosync-quorumtool -e does."""
+        op = request.get("op")
+        now = clock.now()
+        if op == "force":
+            self._execute(self.core.force_quorum(True, now))
+        elif op == "unforce":
+            self._execute(self.core.force_quorum(False, now))
+        elif op != "show":
+            return {"error": f"unknown quorum op {op!r}; known: force, unforce, show"}
+        if self.crm is not None:
+            self.crm.membership(self.core.crm_view(now))
+        self._arm()
+        status = self.core.status(now)
+        return {
+            "node": self.name,
+            "quorate": status.quorate,
+            "votes": status.votes,
+            "expected_votes": status.expected_votes,
+            "quorum": status.quorum,
+            "forced": status.forced_expected_votes is not None,
+            "quorum_device_vote": status.quorum_device_vote,
+            "quorum_server": self.qlink.status() if self.qlink is not None else None,
+        }
 
     async def _cmd_fence(self, request: dict[str, Any]) -> dict[str, Any]:
         """hastack fence: history, test, confirm, or fence a node (reboot/off/on)."""

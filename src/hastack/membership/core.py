@@ -119,6 +119,10 @@ class MembershipCore:
         self.expected_tick = now
         self.grace_until = -INF  # after a stall, no node is declared dead until this time
         self.all_seen = not params.wait_for_all
+        # the quorum server's vote for our partition, valid until then (see quorum_device)
+        self.q_until = -INF
+        # an operator's override of the expected votes (hastack quorum force); None: none
+        self.expected_override: int | None = None
         self.fenced: set[str] = set()
         self.fence_pending: set[str] = set()
         self.ping_targets = tuple(
@@ -403,6 +407,37 @@ class MembershipCore:
             Log("error", "fence-failed", f"fencing {target} failed; will retry", {"node": target})
         ]
 
+    def quorum_device(self, until: float | None, now: float) -> list[Effect]:
+        """The quorum server's vote (ha.cf quorum_server) for the partition this node
+        reported, valid until `until` on this node's clock (None: not held). The client
+        counts a grant from the time it sent the report the server answered, and the server
+        gives the vote to another partition only after that: two partitions never both
+        count it. A DC whose lease needs it keeps the lease no longer than the vote."""
+        self.q_until = -INF if until is None else until
+        if self.leader is not None:
+            self._extend_lease(now)
+        return self.tick(now) if until is not None else []
+
+    def force_quorum(self, force: bool, now: float) -> list[Effect]:
+        """An operator's override (``hastack quorum force``), as ``corosync-quorumtool -e``:
+        the expected votes become those of the nodes this node hears now, so that they have
+        quorum among themselves; ``force=False`` restores the configuration's. Forcing
+        quorum on a site cut off from the other is safe only when the other site is really
+        down (or fenced): otherwise both sides run the resources."""
+        expected = self._votes_of(self._local_view(now)) if force else None
+        self.expected_override = expected
+        what = "restored" if expected is None else f"forced to {expected}"
+        log = Log("warning", "quorum-forced", f"expected votes {what} by an operator")
+        return [log, *self.tick(now)]
+
+    def _total_votes(self) -> int:
+        if self.expected_override is not None:
+            return self.expected_override
+        return self.params.total_votes
+
+    def _qvote(self, now: float) -> int:
+        return 1 if now < self.q_until and self.expected_override is None else 0
+
     def leave(self, now: float) -> list[Effect]:
         """Clean shutdown: give up the DC lease and tell the peers we are going."""
         if self.left:
@@ -599,9 +634,9 @@ class MembershipCore:
 
     def quorum(self) -> int:
         """Votes needed: more than half of the expected votes (two_node: one, as votequorum)."""
-        if self.params.two_node:
+        if self.params.two_node and self.expected_override is None:
             return 1
-        return self.params.total_votes // 2 + 1
+        return self._total_votes() // 2 + 1
 
     def _fresh_dc(self, now: float) -> tuple[str | None, tuple[str, ...], tuple[int, int]]:
         if self._holds_lease(now):
@@ -622,7 +657,8 @@ class MembershipCore:
             return False  # wait_for_all: not until every node was seen at once
         dc, members, _ = self._fresh_dc(now)
         if dc is not None:
-            has_quorum = self._votes_of(members) >= self.quorum()
+            qvote = self._qvote(now) if self.name in members else 0
+            has_quorum = self._votes_of(members) + qvote >= self.quorum()
             if dc == self.name or has_quorum:
                 return self.name in members and has_quorum
             # A DC whose member list lacks quorum (its lease outlived the quorum that gave
@@ -631,7 +667,7 @@ class MembershipCore:
             # not decide our quorum, what we hear does, as when there is no DC. Otherwise
             # the majority would stop its resources for the heartbeat it takes the DC to
             # readmit it.
-        return self._votes_of(self._local_view(now)) >= self.quorum()
+        return self._votes_of(self._local_view(now)) + self._qvote(now) >= self.quorum()
 
     # ---- heartbeats ---------------------------------------------------------------------------
 
@@ -679,9 +715,9 @@ class MembershipCore:
             # Our own vote may complete a quorum for the new round (one node holding the
             # majority, or fenced peers whose votes count for us). Otherwise nothing changed:
             # _on_ack kept lease_end at the best every acknowledgement so far allows.
-            if self.fenced:
+            if self.fenced or self.q_until > now or self.expected_override is not None:
                 self._extend_lease(now)
-            elif self.votes > self.params.total_votes / 2:
+            elif self.votes > self._total_votes() / 2:
                 leader.lease_end = max(leader.lease_end, now + self.timing.dc_lease)
             dc = self.name
             members = leader.members
@@ -773,8 +809,10 @@ class MembershipCore:
                 # exactly what _extend_lease would compute for this round: no round is newer
                 leader.newest_votes += peer.votes
                 votes = leader.newest_votes + (self._votes_of(self.fenced) if self.fenced else 0)
-                if votes > self.params.total_votes / 2:
+                if votes > self._total_votes() / 2:
                     leader.lease_end = max(leader.lease_end, sent + self.timing.dc_lease)
+                elif votes + self._qvote(now) > self._total_votes() / 2:
+                    self._extend_lease(now)
             elif sent is not None and sent + self.timing.dc_lease > leader.lease_end:
                 self._extend_lease(now)
         if peer.name in leader.members and now < leader.members_check_at:
@@ -833,7 +871,8 @@ class MembershipCore:
         if cand is None or msg.to != self.name or msg.term != cand.term:
             return []
         (cand.granted if msg.ok else cand.refused).add(peer.name)
-        if self._lease_votes(cand.granted | {self.name}) > self.params.total_votes / 2:
+        votes = self._lease_votes(cand.granted | {self.name}) + self._qvote(now)
+        if votes > self._total_votes() / 2:
             return self._become_dc(now)
         return []
 
@@ -878,14 +917,19 @@ class MembershipCore:
             reverse=True,
         )
         fenced_votes = self._votes_of(sorted(self.fenced))
-        total, need = fenced_votes, self.params.total_votes / 2
+        total, need = fenced_votes, self._total_votes() / 2
+        # The quorum server's vote may complete a majority, for no longer than it is held.
+        qvote, q_until = self._qvote(now), self.q_until
         for round_, votes in weighted:
             total += votes
-            if total > need:
+            if total + qvote > need:
                 end = leader.rounds[round_] + self.timing.dc_lease
+                if total <= need:
+                    end = min(end, q_until)
                 if end > leader.lease_end:
                     leader.lease_end = end
-                break
+                if total > need:
+                    break
 
     def _update_members(self, now: float) -> bool:
         """Members: the DC and every online node whose vote for it, in this term, acknowledged
@@ -1048,7 +1092,7 @@ class MembershipCore:
             Log("info", "election", f"{self.name} stands for DC in term {term}", {"term": term})
         ]
         out += self._send(now, type="vreq", term=term)
-        if self._lease_votes({self.name}) > self.params.total_votes / 2:
+        if self._lease_votes({self.name}) + self._qvote(now) > self._total_votes() / 2:
             out += self._become_dc(now)
         return out
 
@@ -1133,12 +1177,14 @@ class MembershipCore:
             term=term,
             is_dc=self.is_dc(now),
             quorate=self.quorate(now),
-            votes=self._votes_of(members),
-            expected_votes=self.params.total_votes,
+            votes=self._votes_of(members) + (self._qvote(now) if self.name in members else 0),
+            expected_votes=self._total_votes(),
             quorum=self.quorum(),
             members=list(members),
             members_version=list(version),
             nodes=nodes,
             ping=ping,
             counters=dict(self.counters),
+            quorum_device_vote=bool(self._qvote(now)) if self.params.quorum_device else None,
+            forced_expected_votes=self.expected_override,
         )

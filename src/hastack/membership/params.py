@@ -21,12 +21,13 @@ class CoreParams:
     expected_votes: int | None = None  # None: sum of the nodes' votes
     ping: tuple[str, ...] = ()
     ping_groups: tuple[PingGroup, ...] = ()
+    quorum_device: bool = False  # a quorum server adds one vote (ha.cf quorum_server)
 
     @cached_property  # asked on every DC acknowledgement; the parameters never change
     def total_votes(self) -> int:
         if self.expected_votes is not None:
             return self.expected_votes
-        return sum(n.votes for n in self.nodes)
+        return sum(n.votes for n in self.nodes) + (1 if self.quorum_device else 0)
 
     def spec(self, name: str) -> NodeSpec | None:
         for n in self.nodes:
@@ -44,9 +45,11 @@ class CoreParams:
             links=tuple(link.name for link in hacf.links),
             timing=hacf.timing,
             authkeys=config.authkeys,
-            two_node=hacf.two_node,
+            # as votequorum: a quorum device replaces the two-node special case
+            two_node=hacf.two_node and hacf.quorum_server is None,
             wait_for_all=hacf.wait_for_all,
             expected_votes=hacf.expected_votes,
             ping=hacf.ping,
             ping_groups=hacf.ping_groups,
+            quorum_device=hacf.quorum_server is not None,
         )

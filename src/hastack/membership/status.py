@@ -36,6 +36,10 @@ class NodeStatus:
     nodes: dict[str, PeerStatus]
     ping: dict[str, Literal["up", "down"]]  # ping nodes and groups, from this node
     counters: dict[str, int]  # received / dropped-by-reason / sent
+    # the quorum server (ha.cf quorum_server): None when none is configured, else whether
+    # this node holds its vote now; and an operator's expected-votes override (quorum force)
+    quorum_device_vote: bool | None = None
+    forced_expected_votes: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

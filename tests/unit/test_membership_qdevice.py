@@ -1,0 +1,70 @@
+"""The quorum server's vote and the operator's forced quorum in the membership core."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from membership_net import Net, params
+
+from hastack.membership.params import CoreParams
+
+
+def qparams(n: int = 2) -> CoreParams:
+    return replace(params(n), quorum_device=True)
+
+
+def test_a_quorum_device_adds_one_expected_vote() -> None:
+    assert qparams(2).total_votes == 3
+    assert params(2).total_votes == 2
+
+
+def test_both_sites_up_need_no_quorum_server() -> None:
+    net = Net(qparams(2))
+    net.start("n1", "n2")
+    net.run_until(3.0)
+    assert len(net.dc()) == 1
+    assert all(c.quorate(net.now) for c in net.cores.values())
+
+
+def test_a_lone_site_has_quorum_only_while_it_holds_the_servers_vote() -> None:
+    net = Net(qparams(2))
+    net.start("n2")
+    net.run_until(2.0)
+    core = net.cores["n2"]
+    assert not core.quorate(net.now) and net.dc() == []
+    net.deliver("n2", core.quorum_device(net.now + 1.5, net.now))
+    assert core.quorate(net.now)
+    net.run_until(net.now + 1.0)
+    assert net.dc() == ["n2"]
+    # the DC's lease lasts no longer than the vote it needed
+    assert core.leader is not None and core.leader.lease_end <= core.q_until
+    net.run_until(net.now + 1.0)  # the vote is not renewed: quorum and the DC are gone
+    assert not core.quorate(net.now)
+    assert not core.is_dc(net.now)
+
+
+def test_a_withdrawn_vote_ends_quorum_at_once() -> None:
+    net = Net(qparams(2))
+    net.start("n2")
+    net.run_until(2.0)
+    core = net.cores["n2"]
+    net.deliver("n2", core.quorum_device(net.now + 30.0, net.now))
+    assert core.quorate(net.now)
+    net.deliver("n2", core.quorum_device(None, net.now))
+    assert not core.quorate(net.now)
+
+
+def test_forced_quorum_counts_the_nodes_heard_and_is_undone() -> None:
+    net = Net(params(3))
+    net.start("n3")
+    net.run_until(2.0)
+    core = net.cores["n3"]
+    assert not core.quorate(net.now)
+    net.deliver("n3", core.force_quorum(True, net.now))
+    assert core.quorate(net.now) and core.status(net.now).forced_expected_votes == 1
+    net.run_until(net.now + 1.0)
+    assert net.dc() == ["n3"]
+    net.deliver("n3", core.force_quorum(False, net.now))
+    assert not core.quorate(net.now)
+    assert core.status(net.now).forced_expected_votes is None
+    assert net.events("n3", "quorum-forced")
