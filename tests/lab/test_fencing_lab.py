@@ -197,3 +197,38 @@ def test_fence_dummy_records_the_fencing_of_a_crashed_node(tmp_path: Path) -> No
         # the takeover came after fence_dummy powered "n1" off
         assert status_file.read_text().strip() == "off"
         wait("the service answers again", serving(c, vip))
+
+
+def test_two_nodes_cut_apart_the_node_running_the_service_wins_the_fence_race(
+    tmp_path: Path,
+) -> None:
+    """two_node: both nodes keep quorum when the link breaks and both try to fence the
+    other; priority-fencing-delay (on by default in two-node clusters) makes the node that
+    runs nothing wait, so the one running the service shoots first. Never both."""
+    log, script = tmp_path / "fence.log", tmp_path / "fence.sh"
+    nodes = ("n1", "n2")
+
+    def cib(c: Cluster) -> bytes:
+        assert c.lab is not None
+        lab_fence_script(c.lab, nodes, script, log)
+        return web_cib(floating_ip(c), stonith=external_fence_primitive(script, nodes))
+
+    with Cluster(
+        2,
+        mode="netns",
+        timers=TIMERS,
+        links=2,
+        extra_hosts=["client"],
+        cib=cib,
+        extra_hacf=["two_node yes"],
+    ) as c:
+        assert c.lab is not None
+        vip = floating_ip(c)
+        c.wait_converged(timeout=15)
+        wait("serving from n1", serving(c, vip, "n1"))
+        c.lab.cut_between("n1", "n2")  # both alive, neither hears the other
+        wait("n2 is fenced", lambda: [h for _, _, h in fence_log(log)] == ["n2"], timeout=15)
+        time.sleep(7.0)  # longer than n2's delay: had it survived, it would have shot by now
+        assert [h for _, _, h in fence_log(log)] == ["n2"]
+        assert c["n1"].running
+        assert holders(c, vip) == ["n1"] and http_ok(c, vip)

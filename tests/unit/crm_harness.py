@@ -19,6 +19,7 @@ from hastack.crm.controller import (
     Controller,
     Effect,
     Event,
+    FenceRequest,
     MembershipView,
     Reply,
     RunAgent,
@@ -62,6 +63,7 @@ class Cluster:
         self.replies: dict[Hashable, dict[str, Any]] = {}
         self.saved: dict[str, bytes] = {}
         self.view: dict[str, MembershipView] = {}
+        self.fence_requests: list[tuple[str, FenceRequest]] = []
 
     @property
     def wall(self) -> float:
@@ -98,6 +100,8 @@ class Cluster:
                 self.replies[e.token] = e.response
             elif isinstance(e, SaveCib):
                 self.saved[node] = e.data
+            elif isinstance(e, FenceRequest):
+                self.fence_requests.append((node, e))
 
     def run(self, steps: int = 10000) -> None:
         """Deliver messages and run agents until nothing is left to do."""

@@ -37,9 +37,7 @@ def cib(resources: str, topology: str = "", options: str = "") -> bytes:
 
 
 def stonith(rid: str, agent: str, attrs: dict[str, str], meta: str = "") -> str:
-    pairs = "".join(
-        f'<nvpair id="{rid}-{k}" name="{k}" value="{v}"/>' for k, v in attrs.items()
-    )
+    pairs = "".join(f'<nvpair id="{rid}-{k}" name="{k}" value="{v}"/>' for k, v in attrs.items())
     return (
         f'<primitive id="{rid}" class="stonith" type="{agent}">'
         f'<instance_attributes id="{rid}-ia">{pairs}</instance_attributes>{meta}</primitive>'
@@ -120,9 +118,7 @@ def test_own_devices_and_unknown_own_type() -> None:
         ({"pcmk_delay_max": "x"}, "pcmk_delay_max"),
     ],
 )
-def test_bad_parameters_leave_the_device_out_and_say_why(
-    attrs: dict[str, str], named: str
-) -> None:
+def test_bad_parameters_leave_the_device_out_and_say_why(attrs: dict[str, str], named: str) -> None:
     doc = cib(stonith("dev", "fence_dummy", attrs) + stonith("ok", "fence_dummy", {}))
     config = fencing_from_cib(read_cib(doc))
     assert [d.id for d in config.devices] == ["ok"]

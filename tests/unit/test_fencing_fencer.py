@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from hastack.crm.cib.model import FencingLevel
 from hastack.fencing.devices import FenceDevice, FencingConfig, Level, Topology
 from hastack.fencing.fencer import (
     CancelDevice,
@@ -18,7 +19,6 @@ from hastack.fencing.fencer import (
     RunDevice,
 )
 from hastack.fencing.runners import DeviceResult
-from hastack.crm.cib.model import FencingLevel
 
 NODES = ("n1", "n2", "n3")
 
@@ -130,9 +130,7 @@ def test_a_failing_level_moves_to_the_next_level() -> None:
         (FencingLevel(id="l1", index="1", devices="ipmi", target="n2"), Level(1, ("ipmi",))),
         (FencingLevel(id="l2", index="2", devices="pdu", target="n2"), Level(2, ("pdu",))),
     )
-    f = fencer(
-        device("ipmi", retries={"reboot": 0}), device("pdu"), topology=Topology(levels)
-    )
+    f = fencer(device("ipmi", retries={"reboot": 0}), device("pdu"), topology=Topology(levels))
     (run,) = runs(f.request("n2", "reboot", "controller", "lost", 0.0, 0.0))
     assert run.call.device == "ipmi"
     (run2,) = runs(f.result(run.key, failed("BMC unreachable"), 1.0, 1.0))

@@ -722,7 +722,7 @@ class Controller:
         else:
             ms = crm_get_msec(text)
             delay = ms / 1000 if ms > 0 else 0.0
-        members = [n for n in self.view.members if n != target]
+        members = [n for n in {*self.view.members, self.node} if n != target]
         if delay <= 0 or 2 * len(members) > len(self.node_ids):
             return 0.0
         weights = self._node_weights()
