@@ -276,3 +276,17 @@ def test_history_records_round_trip_and_are_learned_once() -> None:
     assert other.learn(copy) is False
     with pytest.raises(ValueError):
         FenceRecord.from_json({**record.to_json(), "state": "exploded"})
+
+
+def test_watchdog_fencing_is_refused_while_nodes_cannot_be_trusted_to_reset() -> None:
+    why = "no watchdog device on /dev/watchdog"
+    f = fencer(
+        device("wd", agent="hastack/watchdog", host_check="none"),
+        watchdog_timeout=10.0,
+        watchdog_problem=why,
+    )
+    (record,) = done(f.request("n2", "reboot", "controller", "lost", 0.0, 0.0))
+    assert record.state == "failed" and why in record.error
+    _, effects = f.check(0.0, 0.0)
+    (report,) = [e for e in effects if isinstance(e, CheckDone)]
+    assert report.report["wd"].ok is False and why in report.report["wd"].reason

@@ -119,6 +119,7 @@ class CrmShell:
             [n.name for n in hacf.nodes] or list(cib.node_ids),
             fencing_from_hacf(hacf.stonith, hacf.stonith_hosts),
             cib.data,
+            watchdog_device=hacf.watchdog,
             on_done=self._on_fenced,
             broadcast=self._broadcast,
         )

@@ -14,6 +14,7 @@ import json
 import logging
 import random
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from hastack.agents.invocation import ResourceAgentCall
@@ -50,6 +51,7 @@ class FenceShell:
         hacf_devices: FencingConfig,
         cib: bytes,
         *,
+        watchdog_device: str | None = None,
         on_done: Callable[[FenceRecord, bool], None],
         broadcast: Callable[[bytes], None],
     ) -> None:
@@ -58,7 +60,12 @@ class FenceShell:
         self.node = node
         self.nodes = list(nodes)
         self.hacf_devices = hacf_devices
-        self.core = Fencer(node, FencingConfig(), random.Random())
+        self.core = Fencer(
+            node,
+            FencingConfig(),
+            random.Random(),
+            watchdog_problem=watchdog_problem(watchdog_device),
+        )
         self.on_done = on_done
         self.broadcast = broadcast
         self.tasks: dict[int, asyncio.Task[None]] = {}
@@ -70,6 +77,7 @@ class FenceShell:
         self.closed = False
         self.errors = 0
         self.registered: set[str] = set()  # the stonith resources started on this node
+        self._protection = ""  # what _say_protection last said
         self.configure(cib)
 
     # ---- configuration ----------------------------------------------------------------------
@@ -92,6 +100,29 @@ class FenceShell:
         self._execute(
             self.core.reconfigure(config, watchdog_timeout=watchdog, node_attributes=attributes)
         )
+        self._say_protection(config)
+
+    def _say_protection(self, config: FencingConfig) -> None:
+        """Say loudly, once per change, what protection is missing."""
+        if not self.stonith_enabled:
+            state = "disabled"
+            message = (
+                "fencing is disabled (stonith-enabled=false): a node that is lost but still "
+                "running may run its resources on both sides"
+            )
+        elif not config.devices:
+            state = "no-devices"
+            message = (
+                "stonith-enabled=true but no fence device is configured: the resources of a "
+                "lost node will NOT be recovered (configure a class=stonith resource)"
+            )
+        else:
+            state = "ok"
+            message = ""
+        if state != self._protection:
+            self._protection = state
+            if message:
+                emit(logger, "warning", "fence-protection", message)
 
     def start(self) -> None:
         self._schedule_check(FIRST_CHECK)
@@ -316,6 +347,20 @@ class FenceShell:
             _, effects = self.core.check(clock.now(), clock.wall(), others)
             self._execute(effects)
         self._schedule_check(self.check_interval)
+
+
+def watchdog_problem(device: str | None) -> str:
+    """Why this node cannot count on its watchdog to reset it ("" when it can). Watchdog
+    fencing trusts every node to be reset by its watchdog once it lost quorum; the device
+    must exist (ha.cf `watchdog`, else /dev/watchdog), and the node must stop feeding it
+    when it loses quorum, which is the watchdog part's job (hastack watchdog)."""
+    path = Path(device or "/dev/watchdog")
+    if not path.exists():
+        return f"no watchdog device on {path} (this node could not be reset by it)"
+    return (
+        "no watchdog daemon stops feeding the device when quorum is lost (the watchdog part "
+        "of hastack is not built yet)"
+    )
 
 
 def _bool(text: str | None, default: bool) -> bool:

@@ -214,11 +214,15 @@ class Fencer:
         *,
         watchdog_timeout: float = 0.0,
         node_attributes: Mapping[str, Mapping[str, str]] | None = None,
+        watchdog_problem: str = "",
     ) -> None:
         self.node = node
         self.config = config
         self.rng = rng
         self.watchdog_timeout = watchdog_timeout
+        # why the nodes cannot be trusted to reset themselves ("" when they can): watchdog
+        # fencing is refused then, since counting on a reset that never comes is split brain
+        self.watchdog_problem = watchdog_problem
         self.node_attributes: Mapping[str, Mapping[str, str]] = node_attributes or {}
         self.operations: dict[str, _Operation] = {}  # target -> operation
         self.history: deque[FenceRecord] = deque(maxlen=HISTORY_LIMIT)
@@ -427,10 +431,9 @@ class Fencer:
                 )
             ]
         if kind == "watchdog":
-            if self.watchdog_timeout <= 0:
-                return self._step_failed(
-                    op, "stonith-watchdog-timeout is not set: watchdog fencing is off", now, wall
-                )
+            if self.watchdog_timeout <= 0 or self.watchdog_problem:
+                why = self.watchdog_problem or "stonith-watchdog-timeout is not set"
+                return self._step_failed(op, f"watchdog fencing is off: {why}", now, wall)
             op.waiting_until, op.waiting_for = now + self.watchdog_timeout, "watchdog"
             return [
                 Log(
@@ -651,11 +654,11 @@ class Fencer:
                 )
                 continue
             if kind == "watchdog":
-                ok = self.watchdog_timeout > 0
+                ok = self.watchdog_timeout > 0 and not self.watchdog_problem
                 why = (
                     f"stonith-watchdog-timeout={self.watchdog_timeout:g} s"
                     if ok
-                    else "stonith-watchdog-timeout is not set"
+                    else self.watchdog_problem or "stonith-watchdog-timeout is not set"
                 )
                 check.results[device.id] = DeviceCheck(device.id, ok, why, None, wall)
                 continue
