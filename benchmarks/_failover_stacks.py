@@ -33,7 +33,13 @@ from hastack.lab.cluster import converged
 from hastack.lab.heartbeat import ACTIVE_LINE, HeartbeatCluster
 from hastack.lab.logwatch import wait_for_all
 from hastack.lab.process import ManagedProcess
-from hastack.lab.services import hosts_holding, ip_primitive, lab_address
+from hastack.lab.services import (
+    external_fence_primitive,
+    hosts_holding,
+    ip_primitive,
+    lab_address,
+    lab_fence_script,
+)
 
 Fault = Literal["crash", "cut"]
 PORT = 7070
@@ -306,18 +312,27 @@ class Stack:
         return None
 
 
-def _hastack_cib(vip: str, stickiness: int, monitor: str) -> bytes:
-    """Only the floating IP, preferring n1 (score 100); stonith off (fencing: issue 6)."""
+def _hastack_cib(
+    vip: str, stickiness: int, monitor: str, stonith: str = "", fence_delay: str | None = None
+) -> bytes:
+    """Only the floating IP, preferring n1 (score 100); stonith off unless `stonith` gives
+    fence device primitives (then priority-fencing-delay is `fence_delay`, when given)."""
+    enabled = "true" if stonith else "false"
+    delay = (
+        f'<nvpair id="opt-pfd" name="priority-fencing-delay" value="{fence_delay}"/>'
+        if fence_delay is not None
+        else ""
+    )
     return f"""<cib admin_epoch="0" epoch="1" num_updates="0" validate-with="pacemaker-3.7">
   <configuration>
     <crm_config>
       <cluster_property_set id="cib-bootstrap-options">
-        <nvpair id="opt-stonith" name="stonith-enabled" value="false"/>
+        <nvpair id="opt-stonith" name="stonith-enabled" value="{enabled}"/>{delay}
       </cluster_property_set>
     </crm_config>
     <nodes/>
     <resources>
-      {ip_primitive(vip, monitor)}
+      {ip_primitive(vip, monitor)}{stonith}
     </resources>
     <constraints>
       <rsc_location id="vip-prefers-n1" rsc="vip" node="n1" score="100"/>
@@ -343,7 +358,19 @@ class HastackStack(Stack):
         self.extra_hacf = ("two_node yes", *extra_hacf)
         self.cluster: Cluster | None = None
 
+    def stonith(self, cluster: Cluster) -> str:
+        """The fence device primitives (none: fencing off)."""
+        return ""
+
+    def fence_delay(self) -> str | None:
+        return None
+
     def start(self) -> None:
+        def cib(c: Cluster) -> bytes:
+            assert c.lab is not None
+            vip = self._vip_of(c.lab)
+            return _hastack_cib(vip, 0, "1s", self.stonith(c), self.fence_delay())
+
         self.cluster = Cluster(
             list(self.nodes),
             mode="netns",
@@ -352,7 +379,7 @@ class HastackStack(Stack):
             extra_hosts=["client"],
             extra_hacf=self.extra_hacf,
             keep=self.keep,
-            cib=lambda c: _hastack_cib(self._vip_of(c.lab), 0, "1s"),  # type: ignore[arg-type]
+            cib=cib,
             start_nodes=False,
         )
         self.cluster.build()
@@ -393,6 +420,63 @@ class HastackStack(Stack):
     def timeline(self, survivor: str, fault_wall: float) -> dict[str, float] | None:
         assert self.cluster is not None
         return hastack_timeline(self.cluster[survivor].log(), fault_wall, survivor)
+
+
+# priority-fencing-delay of the fenced stacks: longer than a fence action of the device takes
+# (fence_dummy: a Python start, ~0.2 s; the lab script: ~20 ms), so that in a fence race the
+# node holding the address shoots first; the survivor of a crash waits it out.
+BENCH_FENCE_DELAY = "1s"
+
+
+class HastackFenceDummyStack(HastackStack):
+    """hastack with fencing through Debian's fence_dummy (it records the power-off in its
+    status file and powers nothing off): only for crashes, where the victim is really down."""
+
+    name = "hastack-fence_dummy"
+
+    def stonith(self, cluster: Cluster) -> str:
+        assert cluster.workdir is not None
+        status = Path(cluster.workdir) / "fence_dummy.status"
+        return f"""
+      <primitive id="fence-dummy" class="stonith" type="fence_dummy">
+        <instance_attributes id="fence-dummy-ia">
+          <nvpair id="fd-file" name="status_file" value="{status}"/>
+          <nvpair id="fd-hosts" name="pcmk_host_list" value="{" ".join(self.nodes)}"/>
+          <nvpair id="fd-reboot" name="pcmk_reboot_action" value="off"/>
+        </instance_attributes>
+      </primitive>"""
+
+    def fence_delay(self) -> str | None:
+        return BENCH_FENCE_DELAY
+
+
+class HastackFencePowerStack(HastackStack):
+    """hastack with fencing through an external device that powers the lab host off (as a
+    power switch would); a fenced node stays off until recover."""
+
+    name = "hastack-fence_power"
+
+    def stonith(self, cluster: Cluster) -> str:
+        assert cluster.lab is not None and cluster.workdir is not None
+        work = Path(cluster.workdir)
+        script = lab_fence_script(cluster.lab, self.nodes, work / "fence.sh", work / "fence.log")
+        return external_fence_primitive(script, self.nodes)
+
+    def fence_delay(self) -> str | None:
+        return BENCH_FENCE_DELAY
+
+    def recover(self, kind: Fault, node: str) -> None:
+        assert self.lab is not None and self.cluster is not None
+        if kind == "cut":
+            self.lab.heal(node)
+            if self.cluster[node].running:
+                return
+            fenced = self.cluster[node].process  # its daemon died with its host
+            if fenced is not None:
+                fenced.reap()
+        self.lab[node].power_on()
+        self.start_listener(node)
+        self.power_on_node(node)
 
 
 def keepalived_conf(node: str, priority: int, advert_int: float, vip: str) -> str:
@@ -549,6 +633,8 @@ class HeartbeatStack(Stack):
 
 STACKS: dict[str, Callable[..., Stack]] = {
     "hastack": HastackStack,
+    "hastack-fence_dummy": HastackFenceDummyStack,
+    "hastack-fence_power": HastackFencePowerStack,
     "keepalived": KeepalivedStack,
     "heartbeat": HeartbeatStack,
 }

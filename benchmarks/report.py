@@ -240,10 +240,41 @@ def failover(d: dict[str, Any]) -> str:
                 cells += [ms(x["median"]) if x else "-", ms(x["p99"]) if x else "-"]
             cells += [ratio(over_k), ratio(over_h), "; ".join(verdicts) or "-"]
             rows.append("| " + " | ".join(cells) + " |")
-    note = d.get("hastack_fenced")
+    return "\n".join(rows)
+
+
+FENCED_STACKS = ("hastack", "hastack-fence_dummy", "hastack-fence_power")
+
+
+def failover_fenced(d: dict[str, Any]) -> str:
+    """Failover with fencing in the path: hastack without fencing, with fence_dummy, and
+    with a device that powers the host off, from the same run."""
+    rows = [
+        "| keepalive / deadtime | fault | runs | no fencing median | p99 | fence_dummy median "
+        "| p99 | power-off device median | p99 | fence_dummy / none | power-off / none |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in by_deadtime(d):
+        for fault in ("crash", "cut"):
+            st = [p["stacks"].get(s, {}).get(fault, {}).get("stats") for s in FENCED_STACKS]
+            if not any(st):
+                continue
+            none, dummy, power = st
+            cells = [
+                f"{ms(p['keepalive'])} / {ms(p['deadtime'])}",
+                fault,
+                " / ".join(str(x["n"]) if x else "-" for x in st),
+            ]
+            for x in st:
+                cells += [ms(x["median"]) if x else "-", ms(x["p99"]) if x else "-"]
+            for x in (dummy, power):
+                ok = x and none and none["median"]
+                cells.append(ratio(x["median"] / none["median"]) if ok else "-")  # type: ignore[index]
+            rows.append("| " + " | ".join(cells) + " |")
+    note = d.get("watchdog")
     if note:
         rows.append("")
-        rows.append(f"hastack with fencing: {note}.")
+        rows.append(f"{note[0].upper()}{note[1:]}.")
     return "\n".join(rows)
 
 
@@ -297,6 +328,11 @@ def main() -> None:
     if f:
         print("### Failover of a floating IP\n")
         print(failover(f))
+        print()
+    fenced = load("failover-fenced")
+    if fenced:
+        print("### Failover with fencing in the path\n")
+        print(failover_fenced(fenced))
         print()
     ff = load("failover-false")
     if ff:

@@ -81,11 +81,12 @@ def _entry(values: list[float]) -> dict[str, object]:
     return {"stats": stats(values), "samples": values, "runs": []}
 
 
-def test_ratios_and_summary_name_each_stack_and_the_missing_fenced_figure() -> None:
+def test_ratios_and_summary_name_each_stack_and_the_fenced_figure() -> None:
     by_stack = {
         "hastack": {"crash": _entry([0.04, 0.05, 0.06])},
         "keepalived": {"crash": _entry([0.03, 0.04, 0.05])},
         "heartbeat": {"crash": _entry([0.5, 0.6, 0.7])},
+        "hastack-fence_dummy": {"crash": _entry([1.2, 1.25, 1.3])},
     }
     r = ratios(by_stack)
     assert r["crash"]["hastack_over_keepalived"] == pytest.approx(0.05 / 0.04)
@@ -95,7 +96,8 @@ def test_ratios_and_summary_name_each_stack_and_the_missing_fenced_figure() -> N
     assert lines[0].startswith("fast crash: hastack 50 ms (p99 60 ms, n=3)")
     assert "hastack/keepalived 1.25x" in lines[1]
     assert "heartbeat/hastack 12.00x" in lines[1]
-    assert "issue 6" in lines[1]
+    assert "hastack-fence_dummy/hastack 25.00x" in lines[1]
+    assert "hastack-fence_dummy 1250 ms" in lines[0]
 
 
 def test_option_lists_reject_unknown_and_empty_naming_the_allowed() -> None:
