@@ -128,3 +128,27 @@ def test_a_node_never_seen_is_fenced_only_after_the_startup_grace() -> None:
     assert any(log.event == "crm-fence-startup-wait" for _, log in c.logs)
     c.tick(5.1)
     assert [r.target for _, r in c.fence_requests] == ["n3"]
+
+
+def test_fencing_is_given_up_after_stonith_max_attempts() -> None:
+    cib = FENCED_CIB.replace(
+        b'<nvpair id="o1" name="stonith-enabled" value="true"/>',
+        b'<nvpair id="o1" name="stonith-enabled" value="true"/>'
+        b'<nvpair id="o4" name="stonith-max-attempts" value="2"/>',
+    )
+    c = Cluster(cib, NODES)
+    c.set_membership("n1", 1, NODES)
+    c.run()
+    lose_n1(c)
+    for _ in range(2):
+        c.handle("n2", c.ctl["n2"].fence_result("n1", False, "no", c.now, c.wall))
+        c.run()
+        c.tick(FENCE_RETRY + 0.1)
+    assert [r.target for _, r in c.fence_requests] == ["n1", "n1"]
+    assert any(log.event == "crm-fencing-given-up" for _, log in c.logs)
+    c.tick(FENCE_RETRY * 3)
+    assert len(c.fence_requests) == 2  # no more attempts
+    # an operator's confirmation ends it: the resources move
+    c.handle("n2", c.ctl["n2"].fence_result("n1", True, "", c.now, c.wall))
+    c.run()
+    assert len(c.where("ip")) == 1

@@ -247,6 +247,8 @@ class Controller:
         self.two_node = two_node  # priority-fencing-delay is on by default there
         # nodes fenced since they were last members: known to run nothing (see node_fenced)
         self.fenced_nodes: set[str] = set()
+        # failed fencings of each node in a row (stonith-max-attempts gives up after them)
+        self.fence_failures: dict[str, int] = {}
         # How long quorum must stay lost before no-quorum-policy acts here: a heartbeat
         # interval absorbs a member list that excludes this node for one heartbeat (the DC
         # readmitting it), which would otherwise stop everything it runs.
@@ -671,6 +673,8 @@ class Controller:
         effects: list[Effect] = []
         if ok:
             effects += self.node_fenced(target)
+        else:
+            self.fence_failures[target] = self.fence_failures.get(target, 0) + 1
         t = self.transition
         name = f"stonith 'reboot' {target}"
         if self._is_dc() and t is not None and name in t.inflight:
@@ -696,6 +700,7 @@ class Controller:
         """`target` is known to be down (fenced, or confirmed down by an operator)."""
         if target == self.node:
             return []
+        self.fence_failures.pop(target, None)
         self.fenced_nodes.add(target)
         if target in self.view.members:
             return []  # it came back meanwhile: what it reports is the truth
@@ -706,6 +711,15 @@ class Controller:
         self._share_needed = True
         self._abort(f"node {target} was fenced")
         return [Event("node-fenced", {"node": target, "nodeid": self._id(target)})]
+
+    def _stonith_max_attempts(self) -> int:
+        """stonith-max-attempts (10, as Pacemaker): failed fencings of a node in a row after
+        which the DC stops trying (an operator fences or confirms it)."""
+        text = self._config_model().cluster_options().get("stonith-max-attempts", "10")
+        try:
+            return max(1, int(text))
+        except ValueError:
+            return 10
 
     def fence_delay(self, target: str) -> float:
         """priority-fencing-delay's share of fencing `target`, as Pacemaker computes it: the
@@ -1023,6 +1037,7 @@ class Controller:
             self._abort(f"node {node} left")
         for node in new:
             self.fenced_nodes.discard(node)  # back: what it runs is what it reports now
+            self.fence_failures.pop(node, None)
             self.states = node_state(self.states, node, self._id(node), member=True, joined=False)
             effects.append(
                 Event("node-joined", {"node": node, "nodeid": self._id(node), "previous": "lost"})
@@ -1502,6 +1517,19 @@ class Controller:
                         "crm-fence-startup-wait",
                         f"{node} has not joined yet: it is fenced (startup-fencing) only if it "
                         f"has not joined in {wait_until - now:.1f} s",
+                        {"node": node},
+                    )
+                ]
+            limit = self._stonith_max_attempts()
+            if self.fence_failures.get(node, 0) >= limit:
+                t.failed.add(name)  # what follows stays blocked, and no retry loop
+                return [
+                    Log(
+                        "error",
+                        "crm-fencing-given-up",
+                        f"fencing {node} failed {limit} times in a row (stonith-max-attempts): "
+                        f"no more attempts; its resources stay where they are until "
+                        f"`hastack fence {node}` succeeds or `hastack fence confirm {node}`",
                         {"node": node},
                     )
                 ]

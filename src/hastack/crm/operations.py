@@ -141,6 +141,8 @@ CLUSTER_OPTIONS: tuple[str, ...] = (
     "stop-orphan-resources",
     "symmetric-cluster",
     "transition-delay",
+    # hastack's own: how often the fencer checks every fence device (hastack.fencing)
+    "fence-check-interval",
     # deprecated, still read by 2.1.5
     "crmd-transition-delay",
     "default-action-timeout",
