@@ -232,3 +232,32 @@ def test_two_nodes_cut_apart_the_node_running_the_service_wins_the_fence_race(
         assert [h for _, _, h in fence_log(log)] == ["n2"]
         assert c["n1"].running
         assert holders(c, vip) == ["n1"] and http_ok(c, vip)
+
+
+def test_heartbeat_r1_stonith_host_fences_through_cluster_glue_before_takeover() -> None:
+    """ha.cf `stonith_host * null n1 n2 n3` (cluster-glue's null plugin, run by the real
+    `stonith` command) with haresources: a crashed node is fenced before its address moves,
+    and the fence history names the ha.cf device."""
+    c = Cluster(
+        3,
+        mode="netns",
+        timers=TIMERS,
+        links=2,
+        extra_hosts=["client"],
+        extra_hacf=["stonith_host * null n1 n2 n3"],
+        start_nodes=False,
+    )
+    with c:
+        vip = floating_ip(c)
+        for name in c.names:
+            (c[name].config_dir / "haresources").write_text(f"n1 {vip}/24/eth0\n")
+            c.start(name)
+        c.wait_converged(timeout=15)
+        wait("n1 holds the address", lambda: holders(c, vip) == ["n1"], timeout=30)
+        c.crash("n1")
+        wait("taken over", lambda: len(holders(c, vip)) == 1 and holders(c, vip) != ["n1"])
+        (taker,) = holders(c, vip)
+        history = json.loads(cli(c, taker, "fence", "history", "--json").stdout)["history"]
+        (record,) = [r for r in history if r["target"] == "n1"]
+        assert record["state"] == "done"
+        assert record["devices"] == ["ha.cf-stonith_host-1"]

@@ -110,6 +110,7 @@ def seed_cib(config: ClusterConfig) -> tuple[bytes, str]:
             hacf.auto_failback,
             nodes=[n.name for n in hacf.nodes],
             r1_scripts=r1_scripts_in(directory / "resource.d"),
+            fencing=hacf.stonith is not None or bool(hacf.stonith_hosts),
         )
         return data, f"{haresources} (R1, converted)"
     return EMPTY_CIB, "an empty CIB (no cib.xml or haresources in the configuration directory)"

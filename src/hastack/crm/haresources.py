@@ -305,8 +305,11 @@ def build_cib(
     auto_failback: AutoFailback = "legacy",
     nodes: Sequence[str] = (),
     source: str = "haresources",
+    fencing: bool = False,
 ) -> bytes:
-    """The CIB for parsed haresources lines (pretty XML, no status section)."""
+    """The CIB for parsed haresources lines (pretty XML, no status section). `fencing`:
+    ha.cf configures stonith devices, so a lost node is fenced before its resources move, as
+    heartbeat R1 does (the devices themselves stay in ha.cf: the fencer reads them there)."""
     cib = etree.Element(
         "cib",
         {
@@ -323,7 +326,7 @@ def build_cib(
         crm_config,
         "cluster_property_set",
         "cib-bootstrap-options",
-        [("stonith-enabled", "false"), ("no-quorum-policy", "ignore")],
+        [("stonith-enabled", "true" if fencing else "false"), ("no-quorum-policy", "ignore")],
     )
     nodes_el = etree.SubElement(config, "nodes")
     all_nodes = list(dict.fromkeys([*nodes, *(line.node for line in lines)]))
@@ -370,8 +373,9 @@ def convert_haresources(
     auto_failback: AutoFailback = "legacy",
     nodes: Sequence[str] = (),
     r1_scripts: Collection[str] = (),
+    fencing: bool = False,
 ) -> bytes:
     """haresources text -> CIB XML bytes; raises ConfigError (file:line) on bad input."""
     stickiness(auto_failback)  # refuse a bad value before reading anything
     lines = parse_haresources(text, source, nodes, r1_scripts)
-    return build_cib(lines, auto_failback, nodes, source)
+    return build_cib(lines, auto_failback, nodes, source, fencing)
