@@ -290,3 +290,17 @@ def test_watchdog_fencing_is_refused_while_nodes_cannot_be_trusted_to_reset() ->
     _, effects = f.check(0.0, 0.0)
     (report,) = [e for e in effects if isinstance(e, CheckDone)]
     assert report.report["wd"].ok is False and why in report.report["wd"].reason
+
+
+def test_checks_ask_the_status_of_every_covered_node_and_a_failure_is_that_nodes() -> None:
+    f = fencer(device("pdu", host_list=("n2", "n3")))
+    _, effects = f.check(0.0, 0.0, ["n2", "n3", "n4"])
+    calls = {(r.call.action, r.call.target): r for r in runs(effects)}
+    assert set(calls) == {("monitor", None), ("status", "n2"), ("status", "n3")}
+    f.result(calls[("monitor", None)].key, ok(), 1.0, 1.0)
+    f.result(calls[("status", "n2")].key, ok(power="on"), 1.0, 1.0)
+    final = f.result(calls[("status", "n3")].key, failed("outlet 3: no answer"), 1.0, 1.0)
+    assert any(isinstance(e, CheckDone) for e in final)
+    paths = f.paths(["n2", "n3"])
+    assert paths["n2"].ok
+    assert not paths["n3"].ok and "outlet 3: no answer" in paths["n3"].why

@@ -665,14 +665,15 @@ class Controller:
     # ---- fencing ------------------------------------------------------------------------------
 
     def fence_result(
-        self, target: str, ok: bool, reason: str, now: float, wall: float
+        self, target: str, ok: bool, reason: str, now: float, wall: float, *, fresh: bool = True
     ) -> list[Effect]:
         """The fencer finished with `target` (whoever asked). Done: the node runs nothing
         any more. Failed: a transition that waited for it fails that action, and the DC
-        schedules again a little later, which asks for the fencing again."""
+        schedules again a little later, which asks for the fencing again. `fresh`: this
+        node's own fencer did it just now (a record shared by another node may be old)."""
         effects: list[Effect] = []
         if ok:
-            effects += self.node_fenced(target)
+            effects += self.node_fenced(target, even_if_member=fresh)
         else:
             self.fence_failures[target] = self.fence_failures.get(target, 0) + 1
         t = self.transition
@@ -696,14 +697,17 @@ class Controller:
                 )
         return effects + self._after(now, wall)
 
-    def node_fenced(self, target: str) -> list[Effect]:
-        """`target` is known to be down (fenced, or confirmed down by an operator)."""
+    def node_fenced(self, target: str, even_if_member: bool = False) -> list[Effect]:
+        """`target` is known to be down (fenced, or confirmed down by an operator). A node
+        fenced while still a member (its stop failed) is down even before the membership
+        notices; a member heard of in an older record came back meanwhile, and what it
+        reports is the truth."""
         if target == self.node:
             return []
         self.fence_failures.pop(target, None)
         self.fenced_nodes.add(target)
-        if target in self.view.members:
-            return []  # it came back meanwhile: what it reports is the truth
+        if target in self.view.members and not even_if_member:
+            return []
         self.states = node_state(
             self.states, target, self._id(target), member=False, joined=False, expected=False
         )

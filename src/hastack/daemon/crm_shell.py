@@ -402,7 +402,9 @@ class CrmShell:
         if self.closed:
             return
         now, wall = clock.now(), clock.wall()
-        self._execute(self.controller.fence_result(record.target, ok, record.error, now, wall))
+        self._execute(
+            self.controller.fence_result(record.target, ok, record.error, now, wall, fresh=local)
+        )
         if local and self.on_local_fence is not None:
             self.on_local_fence(record.target, ok)
 

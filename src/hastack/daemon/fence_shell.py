@@ -383,6 +383,7 @@ def _check_json(check: DeviceCheck) -> dict[str, object]:
         "reason": check.reason,
         "targets": None if check.targets is None else list(check.targets),
         "checked_at": check.checked_at,
+        "failed_targets": dict(check.failed_targets),
     }
 
 

@@ -153,6 +153,8 @@ class DeviceCheck:
     reason: str
     targets: tuple[str, ...] | None  # whom it fences (None: any node)
     checked_at: float
+    # nodes whose status the device could not tell (a BMC that does not answer): node -> why
+    failed_targets: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,7 @@ class _Operation:
 @dataclass
 class _Check:
     check_id: int
-    pending: dict[int, tuple[str, str]]  # key -> (device id, action)
+    pending: dict[int, tuple[str, str, str | None]]  # key -> (device id, action, target)
     results: dict[str, DeviceCheck]
     started: float
 
@@ -640,8 +642,8 @@ class Fencer:
         self, now: float, wall: float, targets: Sequence[str] = (), timeout: float | None = None
     ) -> tuple[int, list[Effect]]:
         """Check every device without a power action: ``monitor``; ``list`` where the device
-        says whom it fences; ``status`` of each target for devices checked by status (of
-        `targets` only, when given). Answered by a CheckDone effect."""
+        says whom it fences; ``status`` of each of `targets` it covers (or may cover: devices
+        checked by status). Answered by a CheckDone effect."""
         self._next_check += 1
         check = _Check(self._next_check, {}, {}, wall)
         self.checks[check.check_id] = check
@@ -667,8 +669,9 @@ class Fencer:
                 actions.append("list")
             for action in actions:
                 effects.append(self._check_call(check, device, action, None, timeout))
-            if device.host_check == "status":
-                for target in targets:
+            for target in targets:
+                covered = self.can_fence(device, target)
+                if covered or (covered is None and device.host_check == "status"):
                     effects.append(self._check_call(check, device, "status", target, timeout))
         if not check.pending:
             return check.check_id, self._check_finished(check)
@@ -683,7 +686,7 @@ class Fencer:
         timeout: float | None,
     ) -> RunDevice:
         key = self._key(("check", str(check.check_id)))
-        check.pending[key] = (device.id, action if target is None else f"status {target}")
+        check.pending[key] = (device.id, action, target)
         call = DeviceCall(
             device=device.id,
             agent=device.agent,
@@ -701,12 +704,18 @@ class Fencer:
         check = self.checks.get(check_id)
         if check is None:
             return []
-        device_id, what = check.pending.pop(key)
+        device_id, what, target = check.pending.pop(key)
         device = self.config.device(device_id)
         previous = check.results.get(device_id)
-        ok = result.ok if previous is None else previous.ok and result.ok
+        failed_targets = dict(previous.failed_targets) if previous is not None else {}
+        ok = previous is None or previous.ok
         reason = previous.reason if previous is not None and not previous.ok else ""
-        if not result.ok:
+        if target is not None:
+            # one node's status: a failure concerns that node's path only
+            if not result.ok:
+                failed_targets[target] = f"status {target}: {result.reason or 'failed'}"
+        elif not result.ok:
+            ok = False
             reason = f"{what}: {result.reason or 'failed'}"
         targets = previous.targets if previous is not None else None
         if device is not None:
@@ -714,7 +723,9 @@ class Fencer:
         if what == "list" and result.ok and result.targets is not None:
             self.listed[device_id] = result.targets
             targets = result.targets
-        check.results[device_id] = DeviceCheck(device_id, ok, reason or "ok", targets, wall)
+        check.results[device_id] = DeviceCheck(
+            device_id, ok, reason or "ok", targets, wall, failed_targets
+        )
         if check.pending:
             return []
         return self._check_finished(check)
@@ -724,6 +735,15 @@ class Fencer:
         self.last_check.update(check.results)
         effects: list[Effect] = [CheckDone(check.check_id, dict(check.results))]
         for result in check.results.values():
+            for why in result.failed_targets.values():
+                effects.append(
+                    Log(
+                        "error",
+                        "fence-check-failed",
+                        f"fence device {result.device} cannot reach a node: {why}",
+                        {"device": result.device},
+                    )
+                )
             if not result.ok:
                 effects.append(
                     Log(
@@ -748,7 +768,7 @@ class Fencer:
             failures: list[str] = []
             for level in levels:
                 checks = [self.last_check.get(d) for d in level.devices]
-                if all(c is not None and c.ok for c in checks):
+                if all(c is not None and c.ok and target not in c.failed_targets for c in checks):
                     working = level.devices
                     break
                 for device_id, c in zip(level.devices, checks, strict=True):
@@ -756,6 +776,8 @@ class Fencer:
                         failures.append(f"{device_id} not checked yet")
                     elif not c.ok:
                         failures.append(f"{device_id}: {c.reason}")
+                    elif target in c.failed_targets:
+                        failures.append(f"{device_id}: {c.failed_targets[target]}")
             if working:
                 out[target] = FencePath(target, True, names, working, "ok")
             else:
