@@ -124,7 +124,7 @@ class CrmShell:
             broadcast=self._broadcast,
         )
         # told of every fencing this node's fencer finished (the membership layer's fence_done)
-        self.on_local_fence: Callable[[str, bool], None] | None = None
+        self.on_local_fence: Callable[[FenceRecord], None] | None = None
         # heartbeat looks for R1 scripts in resource.d beside ha.cf (then in /etc/init.d)
         paths = replace(DEFAULT_PATHS, ha_resource_d=Path(config.directory) / "resource.d")
         self.executor = LocalExecutor(
@@ -398,15 +398,17 @@ class CrmShell:
     def _on_fenced(self, record: FenceRecord, local: bool) -> None:
         """A fencing finished: the controller learns the node is down (or that it could not
         be fenced), and the membership layer hears of what this node's fencer did."""
-        ok = record.state == "done"
         if self.closed:
             return
+        if local and self.on_local_fence is not None:
+            self.on_local_fence(record)
+        if record.action == "on":
+            return  # a node powered on is not down: nothing for the controller
+        ok = record.state == "done"
         now, wall = clock.now(), clock.wall()
         self._execute(
             self.controller.fence_result(record.target, ok, record.error, now, wall, fresh=local)
         )
-        if local and self.on_local_fence is not None:
-            self.on_local_fence(record.target, ok)
 
     def _queue_input(self, effect: SaveInput) -> None:
         try:

@@ -24,6 +24,7 @@ from hastack.daemon import clock, logsetup, realtime
 from hastack.daemon.control import ControlServer, Handler
 from hastack.daemon.crm_shell import CrmShell, is_message_datagram
 from hastack.daemon.rundir import AlreadyRunning, NodeRunDir
+from hastack.fencing.fencer import FenceRecord
 from hastack.membership.core import MembershipCore
 from hastack.membership.effects import Effect, Fence, Log, Send, SendPing
 from hastack.membership.params import CoreParams
@@ -108,7 +109,7 @@ class NodeDaemon:
             "version": lambda _request: {"version": __version__, "node": self.name},
         }
         if self.crm is not None:
-            self.crm.on_local_fence = self._membership_fenced
+            self.crm.on_local_fence = self._local_fence_done
             handlers["fence"] = self._cmd_fence
             handlers["cib-query"] = lambda _request: self._crm().cib_query()
             handlers["cib-apply"] = self._cmd_cib_apply
@@ -410,14 +411,17 @@ class NodeDaemon:
             delay=crm.controller.fence_delay(target),
         )
 
-    def _membership_fenced(self, target: str, ok: bool) -> None:
-        """This node's fencer finished with `target`. A failure reaches the membership core
-        (which asks again) only FENCE_RETRY later, so a device that fails at once does not
-        make a busy loop of it."""
+    def _local_fence_done(self, record: FenceRecord) -> None:
+        """This node's fencer finished an operation: the operators waiting for it get the
+        record, and the membership core hears whether the node is down. A failure reaches
+        the membership core (which asks again) only FENCE_RETRY later, so a device that
+        fails at once does not make a busy loop of it."""
+        target, ok = record.target, record.state == "done"
         for waiter in self._fence_waiters.pop(target, []):
             if not waiter.done():
-                history = self._crm().fence.history(target)
-                waiter.set_result({"ok": ok, "record": history[-1] if history else None})
+                waiter.set_result({"ok": ok, "record": record.to_json()})
+        if record.action == "on":
+            return
         if ok:
             self._execute(self.core.fence_done(target, True, clock.now()))
             self._arm()
