@@ -304,3 +304,10 @@ def test_checks_ask_the_status_of_every_covered_node_and_a_failure_is_that_nodes
     paths = f.paths(["n2", "n3"])
     assert paths["n2"].ok
     assert not paths["n3"].ok and "outlet 3: no answer" in paths["n3"].why
+
+
+@pytest.mark.parametrize(("configured", "given"), [("port", ""), (None, None), ("uuid", "uuid")])
+def test_pcmk_host_argument_reaches_the_runner(configured: str | None, given: str | None) -> None:
+    f = fencer(device("a", host_argument=configured))
+    (run,) = runs(f.request("n2", "off", "controller", "lost", 0.0, 0.0))
+    assert run.call.host_argument == given and run.call.port == "n2"

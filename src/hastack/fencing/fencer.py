@@ -457,9 +457,10 @@ class Fencer:
             agent=device.agent,
             action=device_action,
             target=None if op.querying == "list" else target,
-            port=device.port_for(target) if device.host_argument is not None else None,
+            port=device.port_for(target),
             params=device.params,
             timeout=max(1.0, timeout - (now - op.step_started)),
+            host_argument=_host_argument(device),
         )
         key = self._key(("op", target))
         op.running = key
@@ -692,9 +693,10 @@ class Fencer:
             agent=device.agent,
             action=device.device_action(action),
             target=target,
-            port=device.port_for(target) if target is not None and device.host_argument else None,
+            port=device.port_for(target) if target is not None else None,
             params=device.params,
             timeout=timeout or device.timeout(action, 60.0),
+            host_argument=_host_argument(device),
         )
         return RunDevice(key, call)
 
@@ -786,3 +788,11 @@ class Fencer:
 
     def pending(self) -> list[FenceRecord]:
         return [op.record for op in self.operations.values()]
+
+
+def _host_argument(device: FenceDevice) -> str | None:
+    """pcmk_host_argument for the runner: the default (port) lets the agent's metadata
+    choose between plug and port; "none" (None here) sends no port."""
+    if device.host_argument is None:
+        return None
+    return "" if device.host_argument == "port" else device.host_argument

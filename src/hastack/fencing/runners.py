@@ -126,6 +126,9 @@ class DeviceCall:
     port: str | None  # the plug/port name for the target (after pcmk_host_map); None: target
     params: Mapping[str, str]  # the device's own instance attributes (no pcmk_*)
     timeout: float  # seconds; the whole process group is killed at the timeout
+    # pcmk_host_argument: the agent parameter that names the target ("": plug or port, as
+    # the agent's metadata says; None: the agent is given no port at all)
+    host_argument: str | None = ""
 
 
 @dataclass(frozen=True)
@@ -804,8 +807,10 @@ async def run_device(call: DeviceCall, *, paths: FencePaths = DEFAULT_FENCE_PATH
         if path is None:
             return result(False, why)
         port_parameter: str | None = None
-        if _node_port(call) is not None:
-            port_parameter = await _port_parameter(call.agent, path, call.timeout / 3) or None
+        if _node_port(call) is not None and call.host_argument is not None:
+            port_parameter = call.host_argument or (
+                await _port_parameter(call.agent, path, call.timeout / 3) or None
+            )
         argv, stdin = [path], fence_agent_stdin(call, port_parameter)
     elif kind == "glue":
         problem = _stonith_problem(paths)
