@@ -604,7 +604,21 @@ async def _ssh_once(
 
 
 async def run_ssh(call: DeviceCall) -> DeviceResult:
-    """Run one action of a ``hastack/ssh`` device. ValueError for bad parameters."""
+    """Run one action of a ``hastack/ssh`` device. ValueError for bad parameters.
+
+    off/reboot: the host must answer (``ssh true``), then the power-off command runs, then the
+    host must go silent within confirm_timeout (default: the call's timeout). on: always a
+    failure (a host that is off runs no sshd). status: on when the host answers ssh, unknown
+    (ok=False) when it is silent. monitor: the ssh client exists and the key is readable.
+    list: the hostlist parameter.
+
+    ssh always runs with BatchMode=yes (a fence must never wait for a password prompt) and,
+    by default, StrictHostKeyChecking=yes. Accepting an unknown host key is wrong for fencing:
+    whoever answers at the address first - a reinstalled or replaced machine, an address
+    taken over by another host, an attacker - would be the one told to power off, and its
+    going silent would then "confirm" the real node dead while that node still runs its
+    resources. accept-new and no exist for labs; they are never the default.
+    """
     action = _action(call)
     cfg = ssh_config(call)
     clock = _Clock(call.timeout)
