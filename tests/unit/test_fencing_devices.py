@@ -190,3 +190,20 @@ def test_host_map_parser_never_crashes(text: str) -> None:
         assert "pcmk_host_map" in str(exc)
     else:
         assert all(k and v for k, v in mapping.items())
+
+
+@pytest.mark.parametrize(
+    ("agent", "attrs", "says"),
+    [
+        ("hastack/ssh", {"method": "laser"}, "parameter method"),
+        ("hastack/ipmi", {"ipaddr": "-x"}, "parameter ipaddr"),
+        ("hastack/external", {}, "needs 'script'"),
+    ],
+)
+def test_own_devices_are_checked_when_the_configuration_is_read(
+    agent: str, attrs: dict[str, str], says: str
+) -> None:
+    config = fencing_from_cib(read_cib(cib(stonith("d", agent, attrs))))
+    assert config.devices == ()
+    (problem,) = config.problems
+    assert problem.startswith("stonith resource d: ") and says in problem

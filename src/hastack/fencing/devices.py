@@ -284,6 +284,10 @@ def device_from_primitive(
             raise DeviceConfigError(f"meta priority={priority_text!r} is not an integer") from None
     except DeviceConfigError as exc:
         raise DeviceConfigError(f"{where}: {exc}") from None
+    if kind in ("ssh", "ipmi", "external"):
+        problem = _own_device_problem(kind, primitive.type, params)
+        if problem:
+            raise DeviceConfigError(f"{where}: {problem}")
     device = FenceDevice(
         id=primitive.id,
         agent=primitive.type,
@@ -301,6 +305,25 @@ def device_from_primitive(
         source=where,
     )
     return device, warnings
+
+
+def _own_device_problem(kind: str, agent: str, params: Mapping[str, str]) -> str:
+    """A bad parameter of hastack's own devices, found when the configuration is read (not
+    at fence time): the runners' own checks, on a monitor call."""
+    from hastack.fencing.runners import DeviceCall, check_call
+    from hastack.fencing.ssh_ipmi import ipmi_config, ssh_config
+
+    call = DeviceCall("check", agent, "monitor", None, None, params, 10.0)
+    try:
+        if kind == "ssh":
+            ssh_config(call)
+        elif kind == "ipmi":
+            ipmi_config(call)
+        else:
+            check_call(call)
+    except ValueError as exc:
+        return str(exc)
+    return ""
 
 
 def _disabled(primitive: Primitive) -> bool:
