@@ -152,3 +152,31 @@ def test_fencing_is_given_up_after_stonith_max_attempts() -> None:
     c.handle("n2", c.ctl["n2"].fence_result("n1", True, "", c.now, c.wall))
     c.run()
     assert len(c.where("ip")) == 1
+
+
+def with_options(*pairs: tuple[str, str]) -> bytes:
+    extra = b"".join(
+        f'<nvpair id="x-{name}" name="{name}" value="{value}"/>'.encode() for name, value in pairs
+    )
+    return FENCED_CIB.replace(
+        b'<nvpair id="o1" name="stonith-enabled" value="true"/>',
+        b'<nvpair id="o1" name="stonith-enabled" value="true"/>' + extra,
+    )
+
+
+def test_stonith_action_off_is_asked_for() -> None:
+    c = Cluster(with_options(("stonith-action", "poweroff")), NODES)
+    c.set_membership("n1", 1, NODES)
+    c.run()
+    lose_n1(c)
+    assert [r.action for _, r in c.fence_requests] == ["off"]
+
+
+def test_demote_policy_stops_what_is_not_a_promotable_clone() -> None:
+    c = Cluster(with_options(("no-quorum-policy", "demote")), NODES)
+    c.set_membership("n1", 1, NODES)
+    c.run()
+    assert c.where("ip") == ["n1"]
+    c.set_membership("n2", 2, ["n2", "n3"])  # n1 alone: no quorum
+    c.tick(1.0)
+    assert c.fake["n1"].running == {}  # a plain group is stopped, not left running

@@ -311,3 +311,21 @@ def test_pcmk_host_argument_reaches_the_runner(configured: str | None, given: st
     f = fencer(device("a", host_argument=configured))
     (run,) = runs(f.request("n2", "off", "controller", "lost", 0.0, 0.0))
     assert run.call.host_argument == given and run.call.port == "n2"
+
+
+def test_an_agent_that_cannot_list_is_asked_by_status_instead() -> None:
+    f = fencer(device("dummy", host_check="dynamic-list", host_list=None))
+    (query,) = runs(f.request("n2", "off", "controller", "lost", 0.0, 0.0))
+    assert query.call.action == "list"
+    (status,) = runs(f.result(query.key, failed("Unrecognised action 'list'"), 1.0, 1.0))
+    assert (status.call.action, status.call.target) == ("status", "n2")
+    (power,) = runs(f.result(status.key, ok(power="on"), 1.1, 1.1))
+    assert power.call.action == "off"
+    (record,) = done(f.result(power.key, ok(), 1.5, 1.5))
+    assert record.state == "done"
+    # the checks ask it by status from now on, and its failed list is no failure
+    _, effects = f.check(2.0, 2.0, ["n2"])
+    assert {(r.call.action, r.call.target) for r in runs(effects)} == {
+        ("monitor", None),
+        ("status", "n2"),
+    }

@@ -68,3 +68,26 @@ def test_forced_quorum_counts_the_nodes_heard_and_is_undone() -> None:
     assert not core.quorate(net.now)
     assert core.status(net.now).forced_expected_votes is None
     assert net.events("n3", "quorum-forced")
+
+
+def test_a_dc_proves_a_fresh_quorum_before_it_fences_and_a_cut_off_dc_cannot() -> None:
+    net = Net(params(3))
+    net.start()
+    net.run_until(3.0)
+    (dc,) = net.dc()
+    core = net.cores[dc]
+    decided = net.now
+    assert core.quorum_acked_since(decided, net.now) is False  # no round acked yet
+    net.run_until(net.now + 0.3)  # a heartbeat round and its acknowledgements
+    assert core.quorum_acked_since(decided, net.now) is True
+    other = next(n for n in net.cores if n != dc)
+    assert net.cores[other].quorum_acked_since(decided, net.now) is None  # not the DC
+    # the DC is cut off from both others: it keeps its lease a while, never the proof
+    net.allow = lambda src, dst, link: dc not in (src, dst)
+    cut_at = net.now
+    proofs = []
+    while core.is_dc(net.now):
+        proofs.append(core.quorum_acked_since(cut_at + 0.15, net.now))
+        net.run_until(net.now + 0.05)
+    assert proofs and not any(proofs)
+    assert core.quorum_acked_since(cut_at, net.now) is None

@@ -93,8 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if target.socket is None:
         print("hastack fence: fencing needs the running cluster (not a CIB file)", file=sys.stderr)
         return 1
-    op = form if form != "history" or node is None else "history"
-    request: dict[str, Any] = {"cmd": "fence", "op": op, "timeout": args.timeout}
+    request: dict[str, Any] = {"cmd": "fence", "op": form, "timeout": args.timeout}
     if node is not None:
         request["target"] = node
     try:

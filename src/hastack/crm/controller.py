@@ -51,7 +51,16 @@ from lxml import etree
 
 from hastack.crm.agent_calls import AgentCallSpec, CallError, call_for
 from hastack.crm.cib.edit import AttributeOwner, EditError, apply_edit, set_attribute
-from hastack.crm.cib.model import Cib, CibError, LrmResource, NodeState, flatten, parse_bool
+from hastack.crm.cib.model import (
+    Cib,
+    CibError,
+    Clone,
+    Group,
+    LrmResource,
+    NodeState,
+    flatten,
+    parse_bool,
+)
 from hastack.crm.cib.xml import read_cib, write_cib
 from hastack.crm.digest import Digester, crm_get_msec, find_op
 from hastack.crm.graph import Graph, GraphCycle, order
@@ -640,6 +649,7 @@ class Controller:
                     self.node, "reboot", "no-quorum-policy=suicide: quorum lost", allow_self=True
                 )
             )
+        promotable = self._promotable_primitives() if policy == "demote" else set()
         for rsc in running:
             spec = self.specs.get(rsc)
             if spec is None:
@@ -653,7 +663,9 @@ class Controller:
                 continue
             last = self.history.get(rsc, {}).get(f"{rsc}_last_0", {})
             promoted = last.get("operation") == "promote" or last.get("rc-code") == "8"
-            if policy == "demote":
+            if policy == "demote" and rsc.partition(":")[0] in promotable:
+                # a promotable clone's instance is demoted and keeps running unpromoted;
+                # everything else stops, as Pacemaker's demote policy does
                 if promoted:
                     effects.append(
                         RunAgent(replace(spec, action="demote", interval_ms=0), ("quorum", rsc))
@@ -661,6 +673,16 @@ class Controller:
                 continue
             effects.append(RunAgent(replace(spec, action="stop", interval_ms=0), ("quorum", rsc)))
         return effects
+
+    def _promotable_primitives(self) -> set[str]:
+        """The primitives inside promotable clones."""
+        out: set[str] = set()
+        for resource in self._config_model().resources:
+            if isinstance(resource, Clone) and resource.promotable:
+                child = resource.child
+                members = child.children if isinstance(child, Group) else (child,)
+                out.update(p.id for p in members)
+        return out
 
     # ---- fencing ------------------------------------------------------------------------------
 
@@ -715,6 +737,11 @@ class Controller:
         self._share_needed = True
         self._abort(f"node {target} was fenced")
         return [Event("node-fenced", {"node": target, "nodeid": self._id(target)})]
+
+    def _stonith_action(self) -> str:
+        """stonith-action: reboot (default) or off (poweroff, its old name, too)."""
+        action = self._config_model().cluster_options().get("stonith-action", "reboot").lower()
+        return "off" if action in ("off", "poweroff") else "reboot"
 
     def _stonith_max_attempts(self) -> int:
         """stonith-max-attempts (10, as Pacemaker): failed fencings of a node in a row after
@@ -1543,7 +1570,7 @@ class Controller:
             return [
                 FenceRequest(
                     node,
-                    "reboot",
+                    self._stonith_action(),
                     action.reason or f"node {node} must be fenced",
                     delay=self.fence_delay(node),
                     allow_self=node == self.node,

@@ -568,17 +568,10 @@ def _op_element(rsc: str, op: Mapping[str, str], what: str) -> etree._Element:
 def _agent(text: str) -> tuple[str, str | None, str]:
     from hastack.agents.names import FORMS, AgentError, parse_agent
 
-    if text.lower().startswith("stonith:"):
-        kind = text.partition(":")[2]
-        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.@+-]*", kind):
-            raise OperationError(
-                f"bad agent name {text!r}: use stonith:TYPE (e.g. stonith:fence_ipmilan)"
-            )
-        return "stonith", None, kind
     try:
-        spec = parse_agent(text)
+        spec = parse_agent(text)  # stonith:TYPE too (fence_NAME, external/ssh, hastack/KIND)
     except AgentError as exc:
-        raise OperationError(f"{exc} (or stonith:TYPE; forms: {FORMS})") from None
+        raise OperationError(f"{exc} (forms: {FORMS})") from None
     return spec.standard, spec.provider, spec.type
 
 

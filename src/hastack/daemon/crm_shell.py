@@ -111,13 +111,14 @@ class CrmShell:
             cib.data,
             operation_edit=_operation_edit(),
             quorum_grace=hacf.timing.keepalive,
-            two_node=hacf.two_node,
+            # as the membership layer: a quorum server replaces the two-node special case
+            two_node=hacf.two_node and hacf.quorum_server is None,
             startup_grace=hacf.timing.initdead,
         )
         self.fence = FenceShell(
             name,
             [n.name for n in hacf.nodes] or list(cib.node_ids),
-            fencing_from_hacf(hacf.stonith, hacf.stonith_hosts),
+            lambda timeout: fencing_from_hacf(hacf.stonith, hacf.stonith_hosts, timeout),
             cib.data,
             watchdog_device=hacf.watchdog,
             on_done=self._on_fenced,
@@ -251,6 +252,8 @@ class CrmShell:
         """The membership core's view after a wake-up; acted on when it changed."""
         dc, term, is_dc, members, quorate = view
         new = MembershipView(dc, term, is_dc, members, quorate)
+        if self.fence.held and not self.closed:
+            self.fence.release_held()
         if new == self._view or self.closed:
             return
         self._view = new
@@ -406,8 +409,11 @@ class CrmShell:
             return  # a node powered on is not down: nothing for the controller
         ok = record.state == "done"
         now, wall = clock.now(), clock.wall()
+        # An operator's confirmation is taken for a lost node only: a member that is heard
+        # is alive, whatever was said, and keeps what it runs (on every node alike).
+        fresh = local and not record.confirmed_by
         self._execute(
-            self.controller.fence_result(record.target, ok, record.error, now, wall, fresh=local)
+            self.controller.fence_result(record.target, ok, record.error, now, wall, fresh=fresh)
         )
 
     def _queue_input(self, effect: SaveInput) -> None:

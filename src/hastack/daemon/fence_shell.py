@@ -23,7 +23,7 @@ from hastack.crm.cib.model import CibError, flatten, parse_bool
 from hastack.crm.cib.xml import read_cib
 from hastack.crm.digest import crm_get_msec
 from hastack.daemon import clock
-from hastack.fencing.devices import FencingConfig, fencing_from_cib, merge
+from hastack.fencing.devices import DEFAULT_TIMEOUT, FencingConfig, fencing_from_cib, merge
 from hastack.fencing.fencer import (
     CancelDevice,
     CheckDone,
@@ -48,15 +48,16 @@ class FenceShell:
         self,
         node: str,
         nodes: Iterable[str],
-        hacf_devices: FencingConfig,
+        hacf_devices: Callable[[float], FencingConfig],
         cib: bytes,
         *,
         watchdog_device: str | None = None,
         on_done: Callable[[FenceRecord, bool], None],
         broadcast: Callable[[bytes], None],
     ) -> None:
-        """`on_done(record, local)` is told every finished operation (local: this node's
-        fencer ran it); `broadcast(payload)` sends to every other node."""
+        """`hacf_devices(stonith_timeout)` gives ha.cf's devices; `on_done(record, local)` is
+        told every finished operation (local: this node's fencer ran it); `broadcast(payload)`
+        sends to every other node."""
         self.node = node
         self.nodes = list(nodes)
         self.hacf_devices = hacf_devices
@@ -77,6 +78,11 @@ class FenceShell:
         self.closed = False
         self.errors = 0
         self.registered: set[str] = set()  # the stonith resources started on this node
+        # The DC's fencing waits for proof that it still has a quorum after it decided
+        # (quorum_check(decided_at): True, False: not yet, None: no longer the DC); see
+        # MembershipCore.quorum_acked_since. Held requests: (decided_at, request arguments).
+        self.quorum_check: Callable[[float], bool | None] | None = None
+        self.held: list[tuple[float, tuple[str, str, str, str, float, bool]]] = []
         self._protection = ""  # what _say_protection last said
         self.configure(cib)
 
@@ -96,7 +102,9 @@ class FenceShell:
         attributes = {
             n.uname or n.id: flatten(n.attributes) for n in model.nodes if n.uname or n.id
         }
-        config = merge(fencing_from_cib(model), self.hacf_devices)
+        cib_devices = fencing_from_cib(model)
+        timeout = _seconds(options.get("stonith-timeout"), DEFAULT_TIMEOUT)
+        config = merge(cib_devices, self.hacf_devices(timeout))
         self._execute(
             self.core.reconfigure(config, watchdog_timeout=watchdog, node_attributes=attributes)
         )
@@ -153,6 +161,42 @@ class FenceShell:
         delay: float = 0.0,
         allow_self: bool = False,
     ) -> None:
+        if requester == "controller" and self.quorum_check is not None:
+            self.held.append((clock.now(), (target, action, requester, reason, delay, allow_self)))
+            self.release_held()
+            return
+        self._request(target, action, requester, reason, delay, allow_self)
+
+    def release_held(self) -> None:
+        """Start the DC's held fencings once a quorum acknowledged a round sent after they
+        were decided; drop them if this node is no longer the DC (the next DC decides)."""
+        assert self.quorum_check is not None
+        waiting = []
+        for decided_at, args in self.held:
+            verdict = self.quorum_check(decided_at)
+            if verdict is None:
+                emit(
+                    logger,
+                    "warning",
+                    "fence-dropped",
+                    f"not fencing {args[0]}: this node is no longer the DC (the DC decides)",
+                    node=args[0],
+                )
+            elif verdict:
+                self._request(*args)
+            else:
+                waiting.append((decided_at, args))
+        self.held = waiting
+
+    def _request(
+        self,
+        target: str,
+        action: str,
+        requester: str,
+        reason: str,
+        delay: float,
+        allow_self: bool,
+    ) -> None:
         self._execute(
             self.core.request(
                 target,
@@ -208,9 +252,17 @@ class FenceShell:
         if action not in ("start", "monitor"):
             return OpResult(OcfRc.ERR_UNIMPLEMENTED, "done", f"no {action} for fence devices")
         if device.kind in ("manual", "watchdog"):
-            ok = device.kind == "manual" or self.core.watchdog_timeout > 0
+            ok = device.kind == "manual" or (
+                self.core.watchdog_timeout > 0 and not self.core.watchdog_problem
+            )
             result = DeviceResult(
-                ok, None, None, 0, "" if ok else "stonith-watchdog-timeout is not set", "", 0.0
+                ok,
+                None,
+                None,
+                0,
+                "" if ok else (self.core.watchdog_problem or "stonith-watchdog-timeout is not set"),
+                "",
+                0.0,
             )
         else:
             result = await run_device(
@@ -310,6 +362,9 @@ class FenceShell:
             result = await run_device(call)
         except asyncio.CancelledError:
             raise
+        except ValueError as exc:  # a device the runners refuse (its parameters): say why
+            emit(logger, "error", "fence-device-invalid", f"{call.device}: {exc}")
+            result = DeviceResult(False, None, None, None, str(exc), "", 0.0)
         except Exception as exc:  # a runner bug must not leave the operation waiting
             self.errors += 1
             logger.exception("running %s %s failed", call.device, call.action)

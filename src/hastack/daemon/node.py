@@ -110,6 +110,9 @@ class NodeDaemon:
         }
         if self.crm is not None:
             self.crm.on_local_fence = self._local_fence_done
+            self.crm.fence.quorum_check = lambda since: self.core.quorum_acked_since(
+                since, clock.now()
+            )
             handlers["fence"] = self._cmd_fence
             handlers["cib-query"] = lambda _request: self._crm().cib_query()
             handlers["cib-apply"] = self._cmd_cib_apply

@@ -231,6 +231,9 @@ class Fencer:
         self.checks: dict[int, _Check] = {}
         self.last_check: dict[str, DeviceCheck] = {}
         self.listed: dict[str, tuple[str, ...]] = {}  # device -> its last list answer
+        # devices whose agent cannot list (fence_dummy): asked by status instead, as Pacemaker
+        # falls back from dynamic-list to status for agents without a list action
+        self.no_list: set[str] = set()
         self._keys: dict[int, tuple[str, str]] = {}  # key -> ("op", target) or ("check", id)
         self._next_key = 0
         self._next_op = 0
@@ -274,12 +277,18 @@ class Fencer:
         static = device.static_targets()
         if static is not None:
             return target in static
-        if device.host_check == "dynamic-list":
+        if device.host_check == "dynamic-list" and device.id not in self.no_list:
             listed = self.listed.get(device.id)
             if listed is None:
                 return None
             return device.port_for(target) in listed or target in listed
         return None  # status: asked before the power action
+
+    def _query(self, device: FenceDevice) -> str:
+        """How to ask `device` whether it fences a node: list, or status."""
+        if device.host_check == "dynamic-list" and device.id not in self.no_list:
+            return "list"
+        return "status"
 
     def levels_for(self, target: str, allow_self: bool = False) -> list[Level]:
         """The levels to try for `target`, in order, leaving out devices this node may not
@@ -424,7 +433,7 @@ class Fencer:
             op.waiting_until, op.waiting_for = now + timeout, "manual"
             return [
                 Log(
-                    "critical",
+                    "error",
                     "fence-manual",
                     f"{target} must be powered off by hand (device {device.id}): once it is "
                     f"down, run `hastack fence confirm {target}` (within {timeout:g} s, else "
@@ -449,7 +458,7 @@ class Fencer:
         if self.can_fence(device, target) is None and device.id not in op.queried:
             # dynamic-list without a list yet, or status: ask the device first
             op.queried.add(device.id)
-            op.querying = "list" if device.host_check == "dynamic-list" else "status"
+            op.querying = self._query(device)
             device_action = device.device_action(op.querying)
             timeout = device.timeout(op.querying, 60.0)
         call = DeviceCall(
@@ -465,6 +474,21 @@ class Fencer:
         key = self._key(("op", target))
         op.running = key
         return [RunDevice(key, call)]
+
+    def _query_status(self, op: _Operation, device: FenceDevice, now: float) -> list[Effect]:
+        target = op.record.target
+        call = DeviceCall(
+            device=device.id,
+            agent=device.agent,
+            action=device.device_action("status"),
+            target=target,
+            port=device.port_for(target),
+            params=device.params,
+            timeout=device.timeout("status", 60.0),
+            host_argument=_host_argument(device),
+        )
+        op.running = self._key(("op", target))
+        return [RunDevice(op.running, call)]
 
     def _key(self, owner: tuple[str, str]) -> int:
         self._next_key += 1
@@ -567,6 +591,11 @@ class Fencer:
             query, op.querying = op.querying, ""
             if query == "list" and result.ok and result.targets is not None:
                 self.listed[step.device.id] = result.targets
+            if query == "list" and not result.ok:
+                # an agent that cannot list: ask its status for the node instead
+                self.no_list.add(step.device.id)
+                op.querying = "status"
+                return self._query_status(op, step.device, now)
             if not result.ok or self.can_fence(step.device, op.record.target) is False:
                 why = result.reason if not result.ok else f"{query} does not name it"
                 op.attempts = step.device.retries_for(step.action) + 1  # no retry: not its node
@@ -666,13 +695,13 @@ class Fencer:
                 check.results[device.id] = DeviceCheck(device.id, ok, why, None, wall)
                 continue
             actions = ["monitor"]
-            if device.host_check == "dynamic-list":
+            if self._query(device) == "list":
                 actions.append("list")
             for action in actions:
                 effects.append(self._check_call(check, device, action, None, timeout))
             for target in targets:
                 covered = self.can_fence(device, target)
-                if covered or (covered is None and device.host_check == "status"):
+                if covered or (covered is None and self._query(device) == "status"):
                     effects.append(self._check_call(check, device, "status", target, timeout))
         if not check.pending:
             return check.check_id, self._check_finished(check)
@@ -716,6 +745,9 @@ class Fencer:
             # one node's status: a failure concerns that node's path only
             if not result.ok:
                 failed_targets[target] = f"status {target}: {result.reason or 'failed'}"
+        elif what == "list" and not result.ok:
+            # an agent that cannot list: from now on it is asked by status (not a failure)
+            self.no_list.add(device_id)
         elif not result.ok:
             ok = False
             reason = f"{what}: {result.reason or 'failed'}"

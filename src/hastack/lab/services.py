@@ -266,7 +266,7 @@ def external_fence_primitive(script: Path, hosts: Iterable[str], rid: str = "fen
           <nvpair id="{rid}-script" name="script" value="{script}"/>
           <nvpair id="{rid}-hosts" name="pcmk_host_list" value="{" ".join(hosts)}"/>
           <nvpair id="{rid}-reboot" name="pcmk_reboot_action" value="off"/>
-          <nvpair id="{rid}-timeout" name="pcmk_off_timeout" value="20s"/>
+          <nvpair id="{rid}-timeout" name="pcmk_reboot_timeout" value="20s"/>
         </instance_attributes>
       </primitive>"""
 

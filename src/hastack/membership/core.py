@@ -71,6 +71,9 @@ class Leadership:
     # Peers whose newest heartbeat says they can never follow us in this term (see
     # _cannot_follow): kept current as heartbeats arrive, so that each tick need not look.
     unwilling: set[str] = field(default_factory=set)
+    # The send time of the newest round a quorum acknowledged: what this DC knows for sure
+    # about its quorum (see quorum_acked_since)
+    quorum_round_sent: float = -INF
 
 
 class MembershipCore:
@@ -449,6 +452,20 @@ class MembershipCore:
         self.left = True
         return out
 
+    def quorum_acked_since(self, since: float, now: float) -> bool | None:
+        """As DC: whether a quorum acknowledged a round this node sent at or after `since`
+        (None: this node is not the DC). A DC cut off from the others keeps its lease for a
+        while and sees its peers die one by one: right after losing one it still counts the
+        others, which may be gone too. Before it fences anyone it waits for this proof that
+        it still has a quorum now; a cut-off DC never gets it, and loses its lease instead.
+        Two-node clusters race by priority-fencing-delay instead (no majority to prove)."""
+        if not self._holds_lease(now):
+            return None
+        if self.params.two_node and self.expected_override is None:
+            return True
+        assert self.leader is not None
+        return self.leader.quorum_round_sent >= since
+
     def is_dc(self, now: float) -> bool:
         """Whether this node may act as DC at `now`."""
         return self._holds_lease(now)
@@ -719,6 +736,7 @@ class MembershipCore:
                 self._extend_lease(now)
             elif self.votes > self._total_votes() / 2:
                 leader.lease_end = max(leader.lease_end, now + self.timing.dc_lease)
+                leader.quorum_round_sent = now
             dc = self.name
             members = leader.members
             version = (leader.term, leader.members_counter)
@@ -811,6 +829,7 @@ class MembershipCore:
                 votes = leader.newest_votes + (self._votes_of(self.fenced) if self.fenced else 0)
                 if votes > self._total_votes() / 2:
                     leader.lease_end = max(leader.lease_end, sent + self.timing.dc_lease)
+                    leader.quorum_round_sent = max(leader.quorum_round_sent, sent)
                 elif votes + self._qvote(now) > self._total_votes() / 2:
                     self._extend_lease(now)
             elif sent is not None and sent + self.timing.dc_lease > leader.lease_end:
@@ -923,11 +942,13 @@ class MembershipCore:
         for round_, votes in weighted:
             total += votes
             if total + qvote > need:
-                end = leader.rounds[round_] + self.timing.dc_lease
+                sent = leader.rounds[round_]
+                end = sent + self.timing.dc_lease
                 if total <= need:
                     end = min(end, q_until)
                 if end > leader.lease_end:
                     leader.lease_end = end
+                leader.quorum_round_sent = max(leader.quorum_round_sent, sent)
                 if total > need:
                     break
 
