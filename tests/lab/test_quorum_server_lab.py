@@ -130,3 +130,29 @@ def test_the_quorum_server_scenarios_of_the_seed(tmp_path: Path) -> None:
         wait("site 2 serves after the force", lambda: holders(c, vip) == ["n2"], timeout=20)
         assert len(fence_log(log)) > fenced_before
         assert quorum(c, "n2")["forced"] is True
+
+
+def test_nodes_reach_the_quorum_server_over_tls_with_client_certificates(tmp_path: Path) -> None:
+    from tests.lab.test_qserver_loopback import make_certs
+
+    certs = tmp_path / "certs"
+    make_certs(certs)
+    c = Cluster(2, mode="netns", timers=TIMERS, links=1, extra_hosts=["qserver"], start_nodes=False)
+    with c:
+        assert c.lab is not None
+        server_addr = c.lab["qserver"].addr(0)
+        for name in ("n1", "n2"):
+            with open(c[name].config_dir / "ha.cf", "a") as f:
+                f.write(f"quorum_server {server_addr}:{PORT}\n")
+                f.write(f"quorum_server_tls {certs}/client.pem {certs}/client.key {certs}/ca.pem\n")
+        serve = hastack_argv(
+            "qserver", "serve", "--listen", f"0.0.0.0:{PORT}", "-c", str(c["n1"].config_dir),
+            "--tls-cert", f"{certs}/server.pem", "--tls-key", f"{certs}/server.key",
+            "--tls-ca", f"{certs}/ca.pem",
+        )  # fmt: skip
+        c.lab["qserver"].start(serve, log_path=str(tmp_path / "qserver.log"), env=hastack_env())
+        for name in ("n1", "n2"):
+            c.start(name)
+        c.wait_converged(timeout=20)
+        wait("the nodes hold the vote over TLS", lambda: quorum(c, "n2")["quorum_device_vote"])
+        assert quorum(c, "n2")["votes"] == 3

@@ -631,3 +631,15 @@ def test_sample_hbaping_example_is_refused() -> None:
         "ha.cf:246: hbaping: heartbeat directive not supported by hastack (Fibre Channel HBA "
         "ping nodes are not supported)"
     ]
+
+
+def test_quorum_server_tls() -> None:
+    hacf = parse(
+        "quorum_server 10.0.0.9:5403\nquorum_server_tls /etc/c.pem /etc/c.key /etc/ca.pem\n"
+    )
+    assert hacf.quorum_server == "10.0.0.9:5403"
+    assert hacf.quorum_server_tls == ("/etc/c.pem", "/etc/c.key", "/etc/ca.pem")
+    assert "takes the node's certificate, its key and the CA" in bad_line(
+        "quorum_server_tls /etc/c.pem"
+    )
+    assert "'c.pem' is not an absolute path" in bad_line("quorum_server_tls c.pem /k /ca")

@@ -105,6 +105,7 @@ HASTACK_DIRECTIVES = (
     "run_dir",
     "max_clock_drift",
     "bind",
+    "quorum_server_tls",
 )
 
 _TRUE = ("true", "on", "yes", "y", "1")
@@ -669,6 +670,19 @@ def _d_quorum_server(b: _Builder, line: HaCfLine) -> None:
     b.set_scalar(line, "quorum_server", parse_host_port(b.one_value(line)))
 
 
+def _d_quorum_server_tls(b: _Builder, line: HaCfLine) -> None:
+    words = line.words()
+    if len(words) != 3:
+        raise _Bad(
+            "takes the node's certificate, its key and the CA that signed the quorum server's "
+            f"certificate (quorum_server_tls CERT KEY CA), got {len(words)} values"
+        )
+    for word in words:
+        if not word.startswith("/"):
+            raise _Bad(f"{_q(word)} is not an absolute path")
+    b.set_scalar(line, "quorum_server_tls", tuple(words))
+
+
 def _d_node_id(b: _Builder, line: HaCfLine) -> None:
     words = line.words()
     if len(words) != 2:
@@ -757,6 +771,7 @@ _HANDLERS: dict[str, Callable[[_Builder, HaCfLine], None]] = {
     "run_dir": _d_run_dir,
     "max_clock_drift": _d_max_clock_drift,
     "bind": _d_bind,
+    "quorum_server_tls": _d_quorum_server_tls,
 }
 
 # Every directive name hastack knows, by how it treats it (for docs and tests).
@@ -790,6 +805,7 @@ def _finish(b: _Builder) -> HaCf | None:
         "debug",
         "expected_votes",
         "quorum_server",
+        "quorum_server_tls",
         "run_dir",
         "two_node",
         "stonith",

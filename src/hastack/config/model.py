@@ -155,7 +155,9 @@ class HaCf:
     two_node: bool = False
     wait_for_all: bool = False
     expected_votes: int | None = None  # None: the sum of the nodes' votes
-    quorum_server: str | None = None  # host[:port], used by the quorum-server issue
+    quorum_server: str | None = None  # host[:port] of `hastack qserver serve`
+    # TLS to the quorum server: this node's certificate, its key, the server's CA
+    quorum_server_tls: tuple[str, str, str] | None = None
     run_dir: str = "/run/hastack"
     warnings: tuple[ConfigWarning, ...] = field(default=())
 

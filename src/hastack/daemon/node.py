@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hastack import __version__
-from hastack.config.errors import ConfigError
+from hastack.config.errors import ConfigError, ConfigProblem
 from hastack.config.model import ClusterConfig
 from hastack.crm.cib_source import LoadedCib, load_cib
 from hastack.daemon import clock, logsetup, realtime
@@ -28,7 +28,7 @@ from hastack.fencing.fencer import FenceRecord
 from hastack.membership.core import MembershipCore
 from hastack.membership.effects import Effect, Fence, Log, Send, SendPing
 from hastack.membership.params import CoreParams
-from hastack.quorum.link import QuorumLink
+from hastack.quorum.link import QuorumLink, client_tls
 from hastack.transport import IcmpPinger, LinkEndpoint, endpoint_for
 from hastack.transport.logevents import emit
 
@@ -101,7 +101,24 @@ class NodeDaemon:
         self.qlink: QuorumLink | None = None
         self._q_until: float | None = None
         if config.hacf.quorum_server is not None:
-            self.qlink = QuorumLink.from_config(config, name, on_change=self._on_quorum_vote)
+            tls = None
+            if config.hacf.quorum_server_tls is not None:
+                cert, key, ca = config.hacf.quorum_server_tls
+                try:
+                    tls = client_tls(cert, key, ca, check_hostname=False)
+                except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                    raise ConfigError(
+                        [
+                            ConfigProblem(
+                                None,
+                                f"quorum_server_tls: cannot use certificate {cert}, key {key} "
+                                f"and CA {ca}: {exc}",
+                            )
+                        ]
+                    ) from None
+            self.qlink = QuorumLink.from_config(
+                config, name, tls=tls, on_change=self._on_quorum_vote
+            )
         handlers: dict[str, Handler] = {
             "status": self._cmd_status,
             "counters": self._cmd_counters,
