@@ -80,3 +80,11 @@ def test_rendering() -> None:
     )
     assert "ipmi-n2: FAILED (monitor: timed out)" in test
     assert "n2: NO WORKING FENCE PATH" in test
+
+
+def test_agent_info_describes_fence_devices(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["agent", "info", "stonith:hastack/ipmi"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("stonith:hastack/ipmi: ") and "ipaddr" in out
+    assert main(["agent", "info", "stonith:fence_no_such_agent"]) != 0
+    assert "fence_no_such_agent not found" in capsys.readouterr().err

@@ -188,6 +188,8 @@ def run_info(args: argparse.Namespace) -> int:
 
     try:
         spec = parse_agent(args.agent)
+        if spec.standard == "stonith":
+            return _stonith_info(spec.type, args.json)
         path = locate(spec, _paths(args))
         meta = _metadata(spec, _paths(args)) if spec.standard == "ocf" else None
     except (AgentError, MetadataError) as exc:
@@ -235,6 +237,31 @@ def run_info(args: argparse.Namespace) -> int:
             ],
         )
     )
+    return 0
+
+
+def _stonith_info(agent: str, as_json: bool) -> int:
+    """A fence device agent's parameters and actions (fence-agents' metadata, a glue
+    plugin's parameter names, hastack's own devices' descriptions)."""
+    import asyncio
+
+    from hastack.fencing.metadata import MetadataError as FenceMetadataError
+    from hastack.fencing.runners import agent_metadata
+
+    try:
+        meta = asyncio.run(agent_metadata(agent))
+    except (FenceMetadataError, ValueError, OSError) as exc:
+        return _fail(f"stonith:{agent}: {exc}")
+    if as_json:
+        print(json.dumps({"agent": f"stonith:{agent}", **asdict(meta)}, indent=2, default=str))
+        return 0
+    print(f"stonith:{agent}: {meta.shortdesc}")
+    print("\nparameters:")
+    rows = [
+        (p.name, "yes" if p.required else "", p.default or "", p.shortdesc) for p in meta.parameters
+    ]
+    print(table(["name", "required", "default", "description"], rows))
+    print(f"\nactions: {', '.join(meta.actions)}")
     return 0
 
 
