@@ -261,3 +261,27 @@ def test_heartbeat_r1_stonith_host_fences_through_cluster_glue_before_takeover()
         (record,) = [r for r in history if r["target"] == "n1"]
         assert record["state"] == "done"
         assert record["devices"] == ["ha.cf-stonith_host-1"]
+
+
+def test_no_quorum_policy_suicide_makes_a_cut_off_node_fence_itself(tmp_path: Path) -> None:
+    log, script = tmp_path / "fence.log", tmp_path / "fence.sh"
+
+    def cib(c: Cluster) -> bytes:
+        assert c.lab is not None
+        lab_fence_script(c.lab, NODES, script, log)
+        doc = web_cib(floating_ip(c), stonith=external_fence_primitive(script, NODES))
+        return doc.replace(
+            b'name="stonith-enabled" value="true"/>',
+            b'name="stonith-enabled" value="true"/>'
+            b'<nvpair id="opt-nqp" name="no-quorum-policy" value="suicide"/>',
+        )
+
+    with Cluster(3, mode="netns", timers=TIMERS, links=2, extra_hosts=["client"], cib=cib) as c:
+        assert c.lab is not None
+        vip = floating_ip(c)
+        c.wait_converged(timeout=15)
+        wait("serving from n1", serving(c, vip, "n1"))
+        c.lab.cut("n1")
+        wait("n1 is powered off", lambda: "n1" in [h for _, _, h in fence_log(log)])
+        wait("the service moves", serving(c, vip), timeout=20)
+        assert "no-quorum-policy=suicide" in c["n1"].log()

@@ -180,3 +180,24 @@ def test_demote_policy_stops_what_is_not_a_promotable_clone() -> None:
     c.set_membership("n2", 2, ["n2", "n3"])  # n1 alone: no quorum
     c.tick(1.0)
     assert c.fake["n1"].running == {}  # a plain group is stopped, not left running
+
+
+def test_a_joining_node_that_flickers_out_of_quorum_does_not_apply_suicide() -> None:
+    from hastack.crm.controller import MembershipView
+
+    ctl = Controller(
+        "n3",
+        {n: str(i + 1) for i, n in enumerate(NODES)},
+        with_options(("no-quorum-policy", "suicide")),
+    )
+    wall = 1_800_000_000.0
+    ctl.membership_changed(MembershipView(None, 0, False, tuple(NODES), True), 1.0, wall)
+    # the new DC's first list does not hold n3 yet: no quorum for a moment
+    effects = ctl.membership_changed(MembershipView("n1", 1, False, ("n1", "n2"), False), 2.0, wall)
+    effects += ctl.tick(10.0, wall + 8)
+    assert not [e for e in effects if type(e).__name__ == "FenceRequest"]
+    # once a member, losing quorum applies the policy
+    ctl.membership_changed(MembershipView("n1", 1, False, tuple(NODES), True), 11.0, wall + 9)
+    later = ctl.membership_changed(MembershipView(None, 1, False, ("n3",), False), 12.0, wall)
+    later += ctl.tick(20.0, wall + 18)
+    assert [e.target for e in later if type(e).__name__ == "FenceRequest"] == ["n3"]

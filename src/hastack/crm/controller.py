@@ -252,6 +252,7 @@ class Controller:
         # waited this long for it to join: heartbeat's initdead, Pacemaker's dc-deadtime.
         self.startup_grace = startup_grace
         self.seen_members: set[str] = {node}
+        self.was_member = False  # a DC has listed this node as a member since it started
         self.dc_since = -INF
         self.two_node = two_node  # priority-fencing-delay is on by default there
         # nodes fenced since they were last members: known to run nothing (see node_fenced)
@@ -345,6 +346,11 @@ class Controller:
         old, self.view = self.view, view
         if view.dc is not None:  # a DC's member list (without one: merely heard alive)
             self.seen_members.update(view.members)
+            if self.node in view.members:
+                # A node still joining has no quorum to lose: it is not in any DC's list
+                # yet, and its local view flickers while the DC admits it. Only a node that
+                # was a member applies no-quorum-policy (suicide would kill a joining node).
+                self.was_member = True
         effects: list[Effect] = []
         if self._early:
             # the orders of the DC we now know of, in the order they came; the rest is stale
@@ -366,7 +372,7 @@ class Controller:
             effects.append(
                 Event("quorum-regained" if view.quorate else "quorum-lost", {"node": self.node})
             )
-            if not view.quorate:
+            if not view.quorate and self.was_member:
                 self.no_quorum_at = now + self.quorum_grace
             elif self.no_quorum_at < INF:
                 self.no_quorum_at = INF
