@@ -127,6 +127,16 @@ def test_a_crashed_node_is_fenced_once_and_operators_see_the_paths(
     wait("the service answers again", serving(c, vip))
     time.sleep(1.0)  # any second fencing of n1 would come now
     assert [host for _, _, host in fence_log(log)].count("n1") == 1
+    # n1 comes back knowing nothing: the others share the history with it
+    c.restart("n1")
+    c.wait_converged(timeout=20)
+
+    def n1_knows() -> bool:
+        done = cli(c, "n1", "fence", "history", "--json")
+        history = json.loads(done.stdout)["history"] if done.returncode == 0 else []
+        return any(r["target"] == "n1" and r["state"] == "done" for r in history)
+
+    wait("n1 learns its own fencing", n1_knows, timeout=10)
 
 
 def test_an_operator_fences_a_node_and_the_cluster_does_not_fence_it_again(

@@ -260,8 +260,13 @@ class CrmShell:
         now, wall = clock.now(), clock.wall()
         peers = tuple(m for m in members if m != self.name)
         if peers != self._peers:
+            joined = [p for p in peers if p not in self._peers]
             self._peers = peers
             self._execute(self.messaging.set_peers(peers, now))
+            if joined and self.fence.core.history:
+                history = self.fence.history_for()
+                for peer in joined:
+                    self._execute(list(self.messaging.send(history, now, peer)))
         self._execute(self.controller.membership_changed(new, now, wall))
 
     def _on_datagram(self, data: bytes, link: str) -> None:

@@ -41,6 +41,7 @@ logger = logging.getLogger("hastack.fencing")
 MAGIC = b"F"  # a fencer message on the messaging layer (controller messages start with "{")
 CHECK_INTERVAL = 60.0  # fence-check-interval's default
 FIRST_CHECK = 2.0  # the first check, this long after start: status shows paths early
+HISTORY_SHARED = 50  # records a (re)joining node is sent
 
 
 class FenceShell:
@@ -301,10 +302,25 @@ class FenceShell:
 
     # ---- messages from the other nodes --------------------------------------------------------
 
+    def history_for(self) -> bytes:
+        """The newest history records, for a node that (re)joined: its fencer forgot what
+        happened before it started. They go into its history only, never into what its
+        controller believes (an old fencing says nothing about where a node is now)."""
+        records = [r.to_json() for r in list(self.core.history)[-HISTORY_SHARED:]]
+        return MAGIC + json.dumps({"t": "history", "records": records}).encode()
+
     def receive(self, sender: str, payload: bytes) -> None:
         try:
             message = json.loads(payload[len(MAGIC) :])
             kind = message["t"]
+            if kind == "history":
+                old = [FenceRecord.from_json(r) for r in message["records"]]
+                learned = sum(self.core.learn(r) for r in old)
+                if learned:
+                    ordered = sorted(self.core.history, key=lambda r: r.started)
+                    self.core.history.clear()
+                    self.core.history.extend(ordered)
+                return
             record = FenceRecord.from_json(message["record"])
         except (ValueError, KeyError, TypeError) as exc:
             emit(
