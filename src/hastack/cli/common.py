@@ -37,3 +37,17 @@ def load_or_report(config_dir: str) -> ClusterConfig | None:
     except ConfigError as exc:
         print_problems(config_dir, exc.problems)
         return None
+
+
+def add_daemon_args(parser: argparse.ArgumentParser) -> None:
+    """-c/--config and --node: how a command finds the local node daemon's control socket
+    (resolved by hastack.cli.crm_cmds.resolve_target)."""
+    parser.add_argument(
+        "-c", "--config", metavar="DIR", help="configuration directory (default: /etc/ha.d)"
+    )
+    parser.add_argument(
+        "--node",
+        dest="local_node",
+        metavar="NAME",
+        help="the local node's name, to find its daemon (default: `uname -n`)",
+    )

@@ -21,6 +21,7 @@ import sys
 import time
 from typing import Any
 
+from hastack.cli.common import add_daemon_args
 from hastack.cli.render import table
 
 ACTIONS = ("reboot", "off", "on")
@@ -37,15 +38,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "action (`test [NODE]`), or list past fence operations (`history [NODE]`).",
     )
     parser.add_argument("words", nargs="+", metavar="NODE | FORM [NODE]", help=", ".join(FORMS))
-    parser.add_argument(
-        "-c", "--config", metavar="DIR", help="configuration directory (default: /etc/ha.d)"
-    )
-    parser.add_argument(
-        "--node",
-        dest="local_node",
-        metavar="NAME",
-        help="the local node's name, to find its daemon (default: `uname -n`)",
-    )
+    add_daemon_args(parser)
     parser.add_argument(
         "--timeout",
         type=float,

@@ -13,6 +13,8 @@ import argparse
 import json
 import sys
 
+from hastack.cli.common import add_daemon_args
+
 WARNING = (
     "WARNING: quorum is now forced on this node: if the nodes it cannot hear are still "
     "running, both sides may run the same resources. Undo with `hastack quorum unforce` "
@@ -31,15 +33,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "sides run the resources. Run it on every node of the site.",
     )
     parser.add_argument("action", choices=("show", "force", "unforce"), nargs="?", default="show")
-    parser.add_argument(
-        "-c", "--config", metavar="DIR", help="configuration directory (default: /etc/ha.d)"
-    )
-    parser.add_argument(
-        "--node",
-        dest="local_node",
-        metavar="NAME",
-        help="the local node's name, to find its daemon (default: `uname -n`)",
-    )
+    add_daemon_args(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.set_defaults(func=run)
 

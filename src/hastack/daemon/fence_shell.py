@@ -32,6 +32,7 @@ from hastack.fencing.fencer import (
     Fencer,
     FenceRecord,
     RunDevice,
+    device_call,
 )
 from hastack.fencing.runners import DeviceCall, DeviceResult, run_device
 from hastack.membership.effects import Log
@@ -266,17 +267,8 @@ class FenceShell:
                 0.0,
             )
         else:
-            result = await run_device(
-                DeviceCall(
-                    device_id,
-                    device.agent,
-                    "monitor",
-                    None,
-                    None,
-                    device.params,
-                    call.effective_timeout,
-                )
-            )
+            monitor = device.device_action("monitor")
+            result = await run_device(device_call(device, monitor, None, call.effective_timeout))
         if not result.ok:
             return OpResult(
                 OcfRc.ERR_GENERIC, "done", result.reason, result.output, started, result.seconds

@@ -461,15 +461,11 @@ class Fencer:
             op.querying = self._query(device)
             device_action = device.device_action(op.querying)
             timeout = device.timeout(op.querying, 60.0)
-        call = DeviceCall(
-            device=device.id,
-            agent=device.agent,
-            action=device_action,
-            target=None if op.querying == "list" else target,
-            port=device.port_for(target),
-            params=device.params,
-            timeout=max(1.0, timeout - (now - op.step_started)),
-            host_argument=_host_argument(device),
+        call = device_call(
+            device,
+            device_action,
+            None if op.querying == "list" else target,
+            max(1.0, timeout - (now - op.step_started)),
         )
         key = self._key(("op", target))
         op.running = key
@@ -477,15 +473,8 @@ class Fencer:
 
     def _query_status(self, op: _Operation, device: FenceDevice, now: float) -> list[Effect]:
         target = op.record.target
-        call = DeviceCall(
-            device=device.id,
-            agent=device.agent,
-            action=device.device_action("status"),
-            target=target,
-            port=device.port_for(target),
-            params=device.params,
-            timeout=device.timeout("status", 60.0),
-            host_argument=_host_argument(device),
+        call = device_call(
+            device, device.device_action("status"), target, device.timeout("status", 60.0)
         )
         op.running = self._key(("op", target))
         return [RunDevice(op.running, call)]
@@ -717,15 +706,8 @@ class Fencer:
     ) -> RunDevice:
         key = self._key(("check", str(check.check_id)))
         check.pending[key] = (device.id, action, target)
-        call = DeviceCall(
-            device=device.id,
-            agent=device.agent,
-            action=device.device_action(action),
-            target=target,
-            port=device.port_for(target) if target is not None else None,
-            params=device.params,
-            timeout=timeout or device.timeout(action, 60.0),
-            host_argument=_host_argument(device),
+        call = device_call(
+            device, device.device_action(action), target, timeout or device.timeout(action, 60.0)
         )
         return RunDevice(key, call)
 
@@ -820,6 +802,20 @@ class Fencer:
 
     def pending(self) -> list[FenceRecord]:
         return [op.record for op in self.operations.values()]
+
+
+def device_call(device: FenceDevice, action: str, target: str | None, timeout: float) -> DeviceCall:
+    """One action of `device` (already mapped by pcmk_<action>_action), for `target`."""
+    return DeviceCall(
+        device=device.id,
+        agent=device.agent,
+        action=action,
+        target=target,
+        port=device.port_for(target) if target is not None else None,
+        params=device.params,
+        timeout=timeout,
+        host_argument=_host_argument(device),
+    )
 
 
 def _host_argument(device: FenceDevice) -> str | None:
