@@ -201,3 +201,39 @@ def test_a_joining_node_that_flickers_out_of_quorum_does_not_apply_suicide() -> 
     later = ctl.membership_changed(MembershipView(None, 1, False, ("n3",), False), 12.0, wall)
     later += ctl.tick(20.0, wall + 18)
     assert [e.target for e in later if type(e).__name__ == "FenceRequest"] == ["n3"]
+
+
+def test_a_fenced_node_that_came_back_is_fenced_again_by_any_later_dc() -> None:
+    """Found by the Jepsen run: a node other than the DC of the moment kept a fenced node
+    as fenced after it rejoined; once DC, with that node missing, it took the node for
+    clean and down, and moved its resources without fencing it."""
+    from hastack.crm.controller import MembershipView
+
+    ids = {n: str(i + 1) for i, n in enumerate(NODES)}
+    n3 = Controller("n3", ids, FENCED_CIB)
+    wall = 1_800_000_000.0
+    n3.membership_changed(MembershipView("n2", 1, False, tuple(NODES), True), 1.0, wall)
+    n3.membership_changed(MembershipView("n2", 1, False, ("n2", "n3"), True), 2.0, wall)
+    n3.fence_result("n1", True, "", 2.5, wall, fresh=False)  # n2 fenced n1
+    assert "n1" in n3.fenced_nodes
+    n3.membership_changed(MembershipView("n2", 1, False, tuple(NODES), True), 3.0, wall)
+    assert "n1" not in n3.fenced_nodes  # n1 is back
+    # later n1 is lost again and n3 becomes DC without it: n1 must be fenced again
+    n3.membership_changed(MembershipView("n3", 2, True, ("n2", "n3"), True), 4.0, wall)
+    states = n3.states
+    assert states["n1"].expected != "down"
+
+
+def test_a_node_fenced_while_listed_stays_fenced_until_it_returns() -> None:
+    from hastack.crm.controller import MembershipView
+
+    ids = {n: str(i + 1) for i, n in enumerate(NODES)}
+    n2 = Controller("n2", ids, FENCED_CIB)
+    wall = 1_800_000_000.0
+    n2.membership_changed(MembershipView("n1", 1, False, tuple(NODES), True), 1.0, wall)
+    n2.fence_result("n3", True, "", 1.5, wall)  # its stop failed: fenced while listed
+    n2.membership_changed(MembershipView("n1", 1, False, tuple(NODES), True), 2.0, wall + 1)
+    assert "n3" in n2.fenced_nodes
+    n2.membership_changed(MembershipView("n1", 1, False, ("n1", "n2"), True), 3.0, wall)
+    n2.membership_changed(MembershipView("n1", 1, False, tuple(NODES), True), 4.0, wall)
+    assert "n3" not in n2.fenced_nodes

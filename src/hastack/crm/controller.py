@@ -257,6 +257,7 @@ class Controller:
         self.two_node = two_node  # priority-fencing-delay is on by default there
         # nodes fenced since they were last members: known to run nothing (see node_fenced)
         self.fenced_nodes: set[str] = set()
+        self._dc_listed: set[str] = set()  # the members of the last view with a DC
         # failed fencings of each node in a row (stonith-max-attempts gives up after them)
         self.fence_failures: dict[str, int] = {}
         # How long quorum must stay lost before no-quorum-policy acts here: a heartbeat
@@ -346,6 +347,14 @@ class Controller:
         old, self.view = self.view, view
         if view.dc is not None:  # a DC's member list (without one: merely heard alive)
             self.seen_members.update(view.members)
+            # A fenced node that a DC lists again came back: what it runs is what it reports
+            # now, wherever this node is DC later. On every node (not only the DC of the
+            # moment): a node that becomes DC while it is missing must fence it again
+            # (the Jepsen run found takeovers without fencing). A node fenced while still
+            # listed (its stop failed) stays fenced until it has left the list and returns.
+            listed = set(view.members)
+            self.fenced_nodes -= listed - self._dc_listed
+            self._dc_listed = listed
             if self.node in view.members:
                 # A node still joining has no quorum to lose: it is not in any DC's list
                 # yet, and its local view flickers while the DC admits it. Only a node that
@@ -921,6 +930,11 @@ class Controller:
             if spec.op_digest:
                 pending["op-digest"] = spec.op_digest
             self.pending_ops[spec.resource] = pending
+        if spec.interval_ms:
+            # a recurring operation ordered (again) by a transition: its first result is
+            # what that transition waits for, even when it equals the last one reported
+            key = f"{spec.resource}_{spec.action}_{spec.interval_ms}"
+            self.last_reported.pop((spec.resource, key), None)
         return [RunAgent(spec, tag)]
 
     def _on_cancel(self, sender: str, message: dict[str, Any]) -> list[Effect]:

@@ -213,7 +213,7 @@ class Host:
         """The host back up with its own addresses (start its node daemon again after)."""
         cmds = []
         for j, addr in enumerate(self.addresses):
-            cmds += [f"addr add {addr}/24 brd + dev eth{j}", f"link set eth{j} up"]
+            cmds += [f"addr replace {addr}/24 brd + dev eth{j}", f"link set eth{j} up"]
         _run(["ip", "-n", self.netns, "-batch", "-"], stdin="\n".join(cmds) + "\n")
 
     def nft_counters(self) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 from hastack.sim.result import SimConfig, SimResult
 from hastack.sim.runner import load_controller, load_factory, run_seeds
-from hastack.sim.scenario import FAULT_KINDS, parse_faults
+from hastack.sim.scenario import EXTRA_KINDS, FAULT_KINDS, FENCING_FAULT_KINDS, parse_faults
 
 FULL_REPORTS = 3  # violations printed with their event log; the rest get one line each
 
@@ -73,9 +73,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--faults",
         type=_faults,
-        default=FAULT_KINDS,
+        default=None,
         metavar="KIND,...",
-        help=f"fault kinds to draw from (default all: {','.join(FAULT_KINDS)})",
+        help=f"fault kinds to draw from (default all: {','.join(FAULT_KINDS)}; with --fencing "
+        f"also {','.join(EXTRA_KINDS)}: a partition cut and healed repeatedly, and a pause of "
+        "the DC of that moment longer than its lease)",
     )
     parser.add_argument(
         "--duration",
@@ -113,6 +115,15 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="with --crm: run another controller class (a subclass of "
         "hastack.sim.crm.SimController, deliberately broken, to see the checkers fail)",
     )
+    parser.add_argument(
+        "--fencing",
+        action="store_true",
+        help="with --crm: stonith-enabled=true, a simulated fence device and a real fencer per "
+        "node (device delays and failures drawn from the seed), and the strict invariants: no "
+        "resource active on two powered-on nodes at any instant (paused ones count), a "
+        "resource moves only after its node was fenced or stopped it, a partitioned minority "
+        "stops its resources within its bound",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.set_defaults(func=run)
     return parser
@@ -132,15 +143,22 @@ def run(args: argparse.Namespace) -> int:
         counts = (counts[args.seed % len(counts)],)
     else:
         seeds = list(range(args.first_seed, args.first_seed + max(args.seeds, 0)))
+    if args.fencing and not args.crm:
+        print("hastack sim: --fencing needs --crm", file=sys.stderr)
+        return 2
+    faults = args.faults
+    if faults is None:
+        faults = FENCING_FAULT_KINDS if args.fencing else FAULT_KINDS
     config = SimConfig(
         nodes=counts[0],
-        faults=args.faults,
+        faults=faults,
         duration=args.duration,
         keepalive=args.keepalive,
         deadtime=args.deadtime,
         core=args.core,
         crm=args.crm,
         controller=args.controller,
+        fencing=args.fencing,
     )
     if args.controller and not args.crm:
         print("hastack sim: --controller needs --crm", file=sys.stderr)
@@ -222,6 +240,18 @@ def summarize(results: list[SimResult], elapsed: float) -> dict[str, Any]:
         }
         if any(r.config.crm for r in results)
         else None,
+        "fencing": {
+            "requests": total("fence_requests"),
+            "device_actions": total("device_actions"),
+            "device_failures": total("device_failures"),
+            "powered_off": total("powered_off"),
+            "move_checks": total("checks_fence_move"),
+            "minority_checks": total("checks_minority"),
+            "max_minority_stop_s": most("max_minority_stop_s"),
+            "minority_bound_s": most("minority_bound_s"),
+        }
+        if any(r.config.fencing for r in results)
+        else None,
     }
 
 
@@ -264,6 +294,15 @@ def render(results: list[SimResult], summary: dict[str, Any], single: bool) -> s
             f"{crm['converge_checks']} placement checks; longest double activity "
             f"{crm['max_overlap_s']} s (bound {crm['overlap_bound_s']} s), slowest placement "
             f"{crm['max_converge_s']} s (bound {crm['converge_bound_s']} s)"
+        )
+    fencing = s.get("fencing")
+    if fencing:
+        lines.append(
+            f"  fencing: {fencing['requests']} requests, {fencing['device_actions']} device "
+            f"actions ({fencing['device_failures']} failed), {fencing['powered_off']} nodes "
+            f"powered off; {fencing['move_checks']} starts checked for fence-before-move, "
+            f"{fencing['minority_checks']} minority checks (slowest minority stop "
+            f"{fencing['max_minority_stop_s']} s, bound {fencing['minority_bound_s']} s)"
         )
     f = s["faults_injected"]
     lines.append(

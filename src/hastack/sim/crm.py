@@ -21,6 +21,16 @@ unpaused nodes for longer than the overlap bound), ``crm-no-convergence`` (after
 period every resource runs exactly once, groups together, no transition in flight on the DC),
 ``crm-stale-order`` (every action a node runs on the DC's order came from the DC of the term
 it knows, and that node really was DC of that term).
+
+With fencing (``SimConfig.fencing``, :mod:`hastack.sim.fencing`) the CIB has
+stonith-enabled=true and a fence device, and the safety invariants are strict:
+``crm-double-active`` allows no overlap at all and counts a paused node's resources (a paused
+node is alive: the case fencing exists for; only a powered-off node runs nothing);
+``fence-before-move`` (a resource starts on a node only when no other powered-on node runs it
+or is starting it: the one that ran it was powered off, or stopped it itself); and
+``minority-stops`` (a node on the minority side of a stable partition runs nothing once its
+bound has passed, derived like the others: the membership's settle bound, the controller's
+quorum grace, a stop queued behind one action).
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from hastack.crm.controller import (
     CancelAgent,
     Controller,
     Event,
+    FenceRequest,
     MembershipView,
     Reply,
     RunAgent,
@@ -44,6 +55,7 @@ from hastack.crm.controller import (
     SaveInput,
     SendMessage,
 )
+from hastack.daemon.fence_shell import MAGIC as FENCE_MAGIC
 from hastack.membership.effects import Log
 from hastack.messaging.core import (
     Deliver,
@@ -74,9 +86,14 @@ SINGLE = "solo"
 RESOURCES = (*GROUP_MEMBERS, SINGLE)
 
 
-def default_cib(names: list[str]) -> bytes:
+def default_cib(names: list[str], fencing: bool = False) -> bytes:
     """The simulated cluster's CIB: stonith-enabled=false, no-quorum-policy=stop, no
-    stickiness preference beyond the default, ocf:hastack:Dummy class names (nothing runs)."""
+    stickiness preference beyond the default, ocf:hastack:Dummy class names (nothing runs).
+    With `fencing`: stonith-enabled=true and one simulated device that fences every node."""
+    from hastack.sim.fencing import stonith_primitive
+
+    stonith = "true" if fencing else "false"
+    device = stonith_primitive(names) if fencing else ""
     nodes = "".join(f'<node id="{i + 1}" uname="{n}"/>' for i, n in enumerate(names))
 
     def primitive(rid: str) -> str:
@@ -91,11 +108,12 @@ def default_cib(names: list[str]) -> bytes:
         '<cib admin_epoch="0" epoch="1" num_updates="0" validate-with="pacemaker-3.7">'
         "<configuration><crm_config>"
         '<cluster_property_set id="cib-bootstrap-options">'
-        '<nvpair id="o-stonith" name="stonith-enabled" value="false"/>'
+        f'<nvpair id="o-stonith" name="stonith-enabled" value="{stonith}"/>'
         '<nvpair id="o-quorum" name="no-quorum-policy" value="stop"/>'
         "</cluster_property_set></crm_config>"
         f"<nodes>{nodes}</nodes>"
-        f'<resources><group id="{GROUP}">{members}</group>{primitive(SINGLE)}</resources>'
+        f'<resources><group id="{GROUP}">{members}</group>{primitive(SINGLE)}{device}'
+        "</resources>"
         "<constraints/></configuration><status/></cib>"
     ).encode()
 
@@ -105,6 +123,7 @@ class CrmBounds:
     action: float  # the longest simulated agent action, real seconds
     overlap: float  # invariant 1 under network faults or pauses (0 when only crashes)
     converge: float  # invariant 2: stable, everyone up, this long -> placed exactly once
+    minority: float = INF  # invariant 5 (fencing): a stable minority runs nothing after this
 
 
 def derive_crm_bounds(
@@ -140,6 +159,25 @@ def derive_crm_bounds(
     overlap = max(partition, rejoin) if network_faults else 0.0
     converge = bounds.converge + join + TRANSITIONS * (2 * action + trip)
     return CrmBounds(action=action, overlap=overlap, converge=converge)
+
+
+def derive_fencing_bounds(
+    bounds: Bounds, timing: Timing, max_delay: float, network_faults: bool
+) -> CrmBounds:
+    """The bounds with fencing: no overlap at all (a node's resources move only once it is
+    powered off or stopped them), and the minority bound: the membership's settle bound
+    (the node's view loses quorum), the controller's quorum grace (a keepalive, on the
+    node's clock) and the tick that acts on it, then the stops, each queued behind at most
+    one action of the same resource; a keepalive of slack. Convergence also waits for
+    fencing: a failed fencing is asked again FENCE_RETRY later (the DC's and the membership
+    layer's), and a fenced node is powered on again after up to two deadtimes."""
+    from hastack.crm.controller import FENCE_RETRY
+
+    base = derive_crm_bounds(bounds, timing, max_delay, network_faults)
+    slow = 1.0 / (1.0 - timing.max_drift)
+    minority = bounds.settle + slow * 2 * timing.keepalive + 2 * base.action + timing.keepalive
+    converge = base.converge + slow * FENCE_RETRY + 3 * timing.deadtime
+    return CrmBounds(action=base.action, overlap=0.0, converge=converge, minority=minority)
 
 
 class SimController(Controller):
@@ -198,6 +236,8 @@ class CrmSlot:
     buffer: list[tuple[int, Any]] = field(default_factory=list)  # while paused
     agents: dict[str, str] = field(default_factory=dict)
     recurring_serial: int = 0
+    starting: set[str] = field(default_factory=set)  # starts ordered here, not complete yet
+    up_since: float = 0.0  # the latest boot or resume of this node's daemon
 
 
 # event kinds of the CRM (the world's handlers dispatch them here)
@@ -212,13 +252,15 @@ class CrmWorld:
         names = [n.name for n in world.nodes]
         self.names = names
         self.node_ids = {n: str(i + 1) for i, n in enumerate(names)}
-        self.cib = default_cib(names)
+        self.fencing = world.config.fencing
+        self.cib = default_cib(names, self.fencing)
         self.factory: ControllerFactory = controller_factory or SimController
         self.slots = [CrmSlot(n, self.cib) for n in names]
         self.mparams = MessagingParams.from_timing(world.timing.keepalive)
         kinds = world.config.faults
         self.network_faults = any(k not in ("crash", "drift") for k in kinds)
-        self.bounds = derive_crm_bounds(
+        derive = derive_fencing_bounds if self.fencing else derive_crm_bounds
+        self.bounds = derive(
             world.bounds, world.timing, world.network.max_delay, self.network_faults
         )
         self.dc_of_term: dict[int, str] = {}
@@ -230,6 +272,12 @@ class CrmWorld:
         self.stats["overlap_bound_s"] = round(self.bounds.overlap, 3)
         self.stats["max_crm_converge_s"] = 0.0
         self.stats["crm_converge_bound_s"] = round(self.bounds.converge, 3)
+        if self.fencing:
+            for key in ("checks_fence_move", "checks_minority"):
+                self.stats[key] = 0
+            self.stats["minority_bound_s"] = round(self.bounds.minority, 3)
+            self.stats["max_minority_stop_s"] = 0.0
+        self._minority_since: dict[str, float] = {}
         self._period: float | None = None
         self._converged_in: float | None = None
 
@@ -240,12 +288,21 @@ class CrmWorld:
 
     def boot(self, node: SimNode) -> None:
         slot = self.slots[node.idx]
+        extra: dict[str, Any] = {}
+        if self.fencing:
+            # as the daemon builds it (crm_shell): the two_node flag (priority-fencing-delay
+            # on by default) and initdead as the startup grace before startup-fencing
+            extra = {
+                "two_node": self.world.params.two_node,
+                "startup_grace": self.world.timing.initdead,
+            }
         try:
             slot.controller = self.factory(
                 node.name,
                 self.node_ids,
                 slot.saved_cib,
                 quorum_grace=self.world.timing.keepalive,
+                **extra,
             )
             slot.messaging = MessagingCore(
                 "sim", node.name, node.generation, self.world.params.authkeys, self.mparams
@@ -261,6 +318,10 @@ class CrmWorld:
         slot.tick_token += 1
         slot.op_token += 1
         slot.stuck = 0
+        slot.starting = set()
+        slot.up_since = self.world.now
+        if self.world.fence is not None:
+            self.world.fence.boot(node, slot.saved_cib)
         # the first view comes with the membership core's start (World._after_step)
 
     def kill(self, node: SimNode) -> None:
@@ -269,6 +330,7 @@ class CrmWorld:
         slot.controller = None
         slot.messaging = None
         slot.running.clear()
+        slot.starting = set()
         slot.recurring = {}
         slot.busy_until = {}
         slot.buffer = []
@@ -297,6 +359,7 @@ class CrmWorld:
             else:
                 self._complete(node, slot, payload)
         if node.core is not None and not node.paused:
+            slot.up_since = self.world.now
             slot.scheduled = -INF
             self.sync(node, node.clock.local(self.world.now))
             self._overlaps()
@@ -310,6 +373,8 @@ class CrmWorld:
         core = node.core
         if core is None or slot.controller is None or node.paused:
             return
+        if self.world.fence is not None:
+            self.world.fence.release_held(node)
         try:
             dc, term, is_dc, members, quorate = core.crm_view(local)  # type: ignore[attr-defined]
         except Exception:
@@ -333,6 +398,16 @@ class CrmWorld:
         self._arm(node, slot)
 
     # ---- calling the cores ----------------------------------------------------------------
+
+    def call(
+        self, node: SimNode, what: str, fn: Callable[..., list[Any]], *args: Any, wall: bool = False
+    ) -> list[Any]:
+        """Run one entry point of a core of `node` at its local time (for hastack.sim.fencing)."""
+        return self._call(node, what, fn, *args, wall=wall)
+
+    def execute(self, node: SimNode, slot: CrmSlot, effects: list[Any]) -> None:
+        """Carry out controller/messaging effects of `node` (for hastack.sim.fencing)."""
+        self._execute(node, slot, effects)
 
     def _call(
         self, node: SimNode, what: str, fn: Callable[..., list[Any]], *args: Any, wall: bool = False
@@ -373,6 +448,15 @@ class CrmWorld:
                 )
             elif isinstance(effect, Transmit):
                 world.transmit(node, effect.data, MSG)
+            elif isinstance(effect, Deliver) and effect.payload[:1] == FENCE_MAGIC:
+                # a fence record shared by another node's fencer (crm_shell routes these)
+                if world.fence is not None:
+                    more = world.fence.receive(node, effect.sender, effect.payload)
+            elif isinstance(effect, FenceRequest):
+                if world.fence is None:
+                    self._error(node, f"a fence request with fencing off: {effect!r}")
+                else:
+                    world.fence.controller_request(node, effect)
             elif isinstance(effect, Deliver):
                 more = self._call(
                     node,
@@ -402,6 +486,10 @@ class CrmWorld:
                 world.log.append((world.now, node.name, f"event {effect.name} {effect.fields}"))
             elif isinstance(effect, Log):
                 world.log.append((world.now, node.name, effect))
+                if effect.event == "crm-stale-order":  # an order of a deposed DC, refused
+                    self.stats["stale_orders_refused"] = (
+                        self.stats.get("stale_orders_refused", 0) + 1
+                    )
             elif isinstance(effect, Reply | SaveInput):
                 pass  # no operator in the simulation; no disk for the scheduler's inputs
             else:
@@ -473,6 +561,9 @@ class CrmWorld:
     def _run(self, node: SimNode, slot: CrmSlot, run: RunAgent) -> None:
         self._check_order(node, slot, run)
         spec = run.spec
+        if spec.action == "start" and self.fencing and spec.resource in RESOURCES:
+            self._check_move(node, spec.resource)
+            slot.starting.add(spec.resource)
         slot.agents[spec.resource] = spec.agent
         self.stats["crm_actions"] += 1
         world = self.world
@@ -511,6 +602,7 @@ class CrmWorld:
         rc = 0
         if spec.action == "start":
             slot.running[rsc] = "Started"
+            slot.starting.discard(rsc)
         elif spec.action == "stop":
             slot.running.pop(rsc, None)
             for other in [r for r in slot.recurring if r[0] == rsc]:
@@ -604,15 +696,17 @@ class CrmWorld:
                 f"answered the join of {answered}",
             )
 
+    def _counted(self, node: SimNode) -> bool:
+        """Whether what `node` runs counts for (1): a powered-on node's does; without fencing
+        a paused one's does not (it stops them when it wakes up and sees it lost quorum,
+        within the overlap bound), with fencing it does (nothing but fencing stops them)."""
+        return node.core is not None and (self.fencing or not node.paused)
+
     def _overlaps(self) -> None:
         """(1) Called whenever what runs, or who is live, changes: track since when each
-        resource is active on two live, unpaused nodes, and check the bound."""
+        resource is active on two live nodes, and check the bound."""
         world = self.world
-        live = [
-            s
-            for s, n in zip(self.slots, world.nodes, strict=True)
-            if n.core is not None and not n.paused
-        ]
+        live = [s for s, n in zip(self.slots, world.nodes, strict=True) if self._counted(n)]
         for rsc in RESOURCES:
             where = [s.name for s in live if rsc in s.running]
             if len(where) < 2:
@@ -640,9 +734,11 @@ class CrmWorld:
             where = [
                 s.name
                 for s, n in zip(self.slots, world.nodes, strict=True)
-                if n.core is not None and not n.paused and rsc in s.running
+                if self._counted(n) and rsc in s.running
             ]
             self._check_overlap(rsc, where, since)
+        if self.fencing:
+            self._check_minority()
         if world.network.active or any(n.core is None or n.paused for n in world.nodes):
             return
         stable = world.now - world.last_change
@@ -665,6 +761,68 @@ class CrmWorld:
                     f"everyone up and the network clean for {stable:.3f}s (bound "
                     f"{self.bounds.converge:.3f}s), but: {'; '.join(problems)}",
                 )
+
+    def _check_move(self, node: SimNode, rsc: str) -> None:
+        """(4) `node` begins to start `rsc`: every other powered-on node (paused ones too)
+        must neither run it nor be starting it; the one that ran it was powered off
+        (fenced or crashed: kill clears what it ran) or completed its own stop."""
+        world = self.world
+        self.stats["checks_fence_move"] += 1
+        for other, slot in zip(world.nodes, self.slots, strict=True):
+            if other is node or other.core is None:
+                continue
+            if rsc in slot.running or rsc in slot.starting:
+                state = "running" if rsc in slot.running else "starting"
+                paused = " (paused)" if other.paused else ""
+                world.violate(
+                    "fence-before-move",
+                    f"{rsc} starts on {node.name} while {other.name}{paused} is still "
+                    f"{state} it: {other.name} was neither powered off nor stopped it",
+                )
+
+    def _check_minority(self) -> None:
+        """(5) On a stable symmetric partition (no other network fault), a node on a side
+        without a majority of the votes runs nothing once the minority bound has passed
+        since the network last changed and since the node's daemon last started or resumed
+        (a paused node is skipped: it acts when it resumes, or is fenced). Not in two_node
+        clusters: there a lone node keeps quorum, and the fence race decides who is left."""
+        world = self.world
+        if world.params.two_node:
+            return
+        groups = world.network.partition_groups()
+        if groups is None or len(groups) < 2:
+            self._minority_since.clear()
+            return
+        for group in groups:
+            if 2 * sum(world.nodes[i].votes for i in group) > world.total_votes:
+                continue
+            for i in group:
+                node, slot = world.nodes[i], self.slots[i]
+                if node.core is None or node.paused:
+                    self._minority_since.pop(node.name, None)
+                    continue
+                since = max(world.net_change, slot.up_since)
+                stable = world.now - since
+                running = sorted(r for r in RESOURCES if r in slot.running)
+                side = ", ".join(world.nodes[j].name for j in group)
+                if running:
+                    self._minority_since.setdefault(node.name, since)
+                    if stable > self.bounds.minority:
+                        world.violate(
+                            "minority-stops",
+                            f"{node.name} is in a minority ({side}) "
+                            f"of a partition stable for {stable:.3f}s (bound "
+                            f"{self.bounds.minority:.3f}s) but still runs {', '.join(running)}",
+                        )
+                else:
+                    began = self._minority_since.pop(node.name, None)
+                    if began is not None:
+                        took = round(world.now - began, 3)
+                        self.stats["max_minority_stop_s"] = max(
+                            self.stats["max_minority_stop_s"], took
+                        )
+                if stable > self.bounds.minority:
+                    self.stats["checks_minority"] += 1
 
     def _placement_problems(self) -> list[str]:
         world = self.world

@@ -17,6 +17,10 @@ INVARIANTS = {
     "crm-no-convergence": "(2) stable and all up: every resource active exactly once, DC idle",
     "crm-stale-order": "(3) every action a node runs was ordered by the DC of its term",
     "crm-error": "the controller or messaging core raised or stopped making progress",
+    "fence-before-move": "(4, fencing) a resource that ran on a node starts on another only "
+    "after that node was powered off (fenced or crashed) or stopped it itself",
+    "minority-stops": "(5, fencing) a node cut off in a minority has stopped its resources "
+    "within its bound (unless it was fenced first)",
 }
 
 
@@ -34,6 +38,9 @@ class SimConfig:
     core: str = ""  # "module:Class" of another core (a mutant, to prove the checker); "" = real
     crm: bool = False  # run the resource manager too (controller, messaging, executor)
     controller: str = ""  # "module:Class" of another controller (with crm); "" = the real one
+    # with crm: stonith-enabled=true, a simulated fence device, a real Fencer per node, and
+    # the strict invariants (no double activity at all; fence before move; minority stops)
+    fencing: bool = False
 
     def replay_command(self, seed: int, duration: float) -> str:
         return (
@@ -42,6 +49,7 @@ class SimConfig:
             + (f" --core {self.core}" if self.core else "")
             + (" --crm" if self.crm else "")
             + (f" --controller {self.controller}" if self.crm and self.controller else "")
+            + (" --fencing" if self.crm and self.fencing else "")
         )
 
 

@@ -16,6 +16,16 @@ from hastack.sim.bounds import Bounds
 
 NET_KINDS: tuple[str, ...] = ("loss", "delay", "reorder", "dup", "partition", "asym")
 FAULT_KINDS: tuple[str, ...] = (*NET_KINDS, "crash", "pause", "drift")
+# Kinds drawn only when asked for (or by the fencing mode's default), so that the seeds of
+# the other modes keep their schedules: `flap` cuts and heals one partition several times in
+# a row; `dcpause` pauses whichever node is DC at that moment for longer than its lease (it
+# wakes up deposed: its old orders must be refused, and it must be fenced before its
+# resources move).
+# Quorum-server loss belongs here too once the membership core takes the quorum server's
+# vote (its quorum_device entry point): a `qserver` kind whose window the world turns into
+# quorum_device(None, now) calls on every node (the server lost) and back.
+EXTRA_KINDS: tuple[str, ...] = ("flap", "dcpause")
+FENCING_FAULT_KINDS: tuple[str, ...] = (*FAULT_KINDS, *EXTRA_KINDS)
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,7 @@ class Pause:
     node: int
     at: float
     duration: float
+    dc: bool = False  # pause the DC of that moment instead (`node` when there is none)
 
 
 @dataclass(frozen=True)
@@ -76,25 +87,31 @@ class Scenario:
 
 
 def parse_faults(text: str) -> tuple[str, ...]:
-    """`loss,crash` -> ("loss", "crash"); "all" or "" -> every kind. Raises ValueError."""
+    """`loss,crash` -> ("loss", "crash"); "all" or "" -> every kind but the extra ones
+    (EXTRA_KINDS, named explicitly). Raises ValueError."""
     if text.strip() in ("", "all"):
         return FAULT_KINDS
     kinds = tuple(dict.fromkeys(k.strip() for k in text.split(",") if k.strip()))
-    unknown = [k for k in kinds if k not in FAULT_KINDS]
+    unknown = [k for k in kinds if k not in FENCING_FAULT_KINDS]
     if unknown:
         raise ValueError(
-            f"unknown fault kind(s) {', '.join(unknown)}; allowed: {', '.join(FAULT_KINDS)}"
+            f"unknown fault kind(s) {', '.join(unknown)}; allowed: {', '.join(FENCING_FAULT_KINDS)}"
         )
     return kinds
 
 
 def auto_duration(
-    bounds: Bounds, timing: Timing, windows: int = 2, extra_quiet: float = 0.0
+    bounds: Bounds,
+    timing: Timing,
+    windows: int = 2,
+    extra_quiet: float = 0.0,
+    extra_warmup: float | None = None,
 ) -> float:
     """A run long enough for the warm-up and `windows` fault windows with their quiet periods
-    (each `extra_quiet` longer: the resource manager's convergence needs more than (d))."""
+    (each `extra_quiet` longer: the resource manager's convergence needs more than (d); the
+    warm-up `extra_warmup` longer, `extra_quiet` when None)."""
     return round(
-        _warmup(bounds, timing, extra_quiet)
+        _warmup(bounds, timing, extra_quiet if extra_warmup is None else extra_warmup)
         + windows * (_quiet(bounds, timing, extra_quiet) + 6 * timing.deadtime)
     )
 
@@ -120,8 +137,11 @@ class ScenarioBuilder:
         timing: Timing,
         bounds: Bounds,
         extra_quiet: float = 0.0,
+        extra_warmup: float | None = None,
     ) -> None:
         self.extra_quiet = extra_quiet
+        # the first start needs no fencing retries: fencing runs warm up shorter than quiet
+        self.extra_warmup = extra_quiet if extra_warmup is None else extra_warmup
         self.rng = rng
         self.n = nodes
         self.links = links
@@ -141,7 +161,7 @@ class ScenarioBuilder:
         rates = tuple(self._rate() if drift else 1.0 for _ in range(self.n))
         start_at = tuple(rng.uniform(0.0, t.deadtime) for _ in range(self.n))
         windows: list[tuple[float, float]] = []
-        at = max(start_at) + _warmup(self.bounds, t, self.extra_quiet)
+        at = max(start_at) + _warmup(self.bounds, t, self.extra_warmup)
         quiet = _quiet(self.bounds, t, self.extra_quiet)
         while self.kinds and at + 2 * t.deadtime + quiet <= self.duration:
             length = rng.uniform(2.0, 8.0) * t.deadtime
@@ -184,6 +204,16 @@ class ScenarioBuilder:
             duration = rng.uniform(0.2, 4.0) * t.deadtime
             self.pauses.append(Pause(node, start, duration))
             return start + duration
+        if kind == "dcpause":
+            # longer than the lease: the DC wakes up deposed, half of the time before the
+            # others could fence it (its buffered timers and messages run first), else after
+            longest = max(t.lease, t.deadtime)
+            if rng.random() < 0.5:
+                duration = rng.uniform(1.05, 1.6) * t.lease
+            else:
+                duration = rng.uniform(1.6, 4.0) * longest
+            self.pauses.append(Pause(node, start, duration, dc=True))
+            return start + duration
         if kind == "drift":
             self.rate_changes.append(RateChange(node, start, self._rate()))
             return start
@@ -196,6 +226,20 @@ class ScenarioBuilder:
             )
             self.net.append(NetFault(kind, start, end, links, pairs, groups=groups))
             return end
+        if kind == "flap":
+            # one cut, healed and cut again 3-6 times: each cut long enough to be noticed
+            # or not, each heal short enough that the cluster has not settled
+            groups = self._groups()
+            side = {i: g for g, members in enumerate(groups) for i in members}
+            pairs = tuple(
+                (s, d) for s in range(self.n) for d in range(self.n) if side[s] != side[d]
+            )
+            at = start
+            for _ in range(rng.randint(3, 6)):
+                cut = rng.uniform(0.3, 2.0) * t.deadtime
+                self.net.append(NetFault("partition", at, at + cut, links, pairs, groups=groups))
+                at += cut + rng.uniform(0.1, 1.0) * t.deadtime
+            return at
         if kind == "asym":
             cut = rng.sample(range(self.n), rng.randint(1, self.n - 1))
             rest = [i for i in range(self.n) if i not in cut]
@@ -254,5 +298,8 @@ def generate_scenario(
     timing: Timing,
     bounds: Bounds,
     extra_quiet: float = 0.0,
+    extra_warmup: float | None = None,
 ) -> Scenario:
-    return ScenarioBuilder(rng, nodes, links, kinds, duration, timing, bounds, extra_quiet).build()
+    return ScenarioBuilder(
+        rng, nodes, links, kinds, duration, timing, bounds, extra_quiet, extra_warmup
+    ).build()

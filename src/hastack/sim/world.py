@@ -14,6 +14,7 @@ import struct
 import traceback
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 from hastack.membership.effects import Effect, Fence, Log, Send, SendPing
@@ -21,7 +22,8 @@ from hastack.membership.params import CoreParams
 from hastack.membership.status import NodeStatus
 from hastack.sim.bounds import Bounds, derive_bounds
 from hastack.sim.clock import SimClock
-from hastack.sim.crm import ControllerFactory, CrmWorld, derive_crm_bounds
+from hastack.sim.crm import ControllerFactory, CrmWorld, derive_crm_bounds, derive_fencing_bounds
+from hastack.sim.fencing import FenceWorld
 from hastack.sim.network import Network
 from hastack.sim.result import SimConfig, SimResult, Violation
 from hastack.sim.scenario import (
@@ -137,15 +139,30 @@ class World:
         n = len(params.nodes)
         self.network = Network(n, params.links, net_rng)
         self.bounds: Bounds = derive_bounds(self.timing, n, self.network.max_delay)
+        fencing = config.crm and config.fencing
+        if fencing:
+            # the strict checks need no sampling (they run at every change); the liveness
+            # ones lose nothing but a little latency when sampled every keepalive
+            self.bounds = replace(self.bounds, sample=self.timing.keepalive)
         extra_quiet = 0.0
+        extra_warmup: float | None = None
         if config.crm:
             network_faults = any(k not in ("crash", "drift") for k in config.faults)
-            crm_bounds = derive_crm_bounds(
-                self.bounds, self.timing, self.network.max_delay, network_faults
-            )
+            derive = derive_fencing_bounds if fencing else derive_crm_bounds
+            crm_bounds = derive(self.bounds, self.timing, self.network.max_delay, network_faults)
             extra_quiet = crm_bounds.converge - self.bounds.converge + self.timing.deadtime
+            if fencing:
+                # the first start needs no fencing retries: a shorter warm-up
+                first = derive_crm_bounds(
+                    self.bounds, self.timing, self.network.max_delay, network_faults
+                )
+                extra_warmup = first.converge - self.bounds.converge + self.timing.deadtime
         if config.duration is None:
-            self.duration = float(auto_duration(self.bounds, self.timing, extra_quiet=extra_quiet))
+            self.duration = float(
+                auto_duration(
+                    self.bounds, self.timing, extra_quiet=extra_quiet, extra_warmup=extra_warmup
+                )
+            )
         else:
             self.duration = float(config.duration)
         self.scenario = scenario or generate_scenario(
@@ -157,6 +174,7 @@ class World:
             self.timing,
             self.bounds,
             extra_quiet,
+            extra_warmup,
         )
         sc = self.scenario
         self.nodes = [
@@ -170,6 +188,7 @@ class World:
         self.seq = 0
         self.incarnations = 0
         self.last_change = 0.0  # the latest fault/process change, or fault-delayed delivery
+        self.net_change = 0.0  # the same for network faults only (the minority check)
         self.log: deque[tuple[float, str, Any]] = deque(maxlen=config.log_lines)
         self.trace = hashlib.blake2b(digest_size=16)
         self.violations: list[Violation] = []
@@ -203,6 +222,8 @@ class World:
         self._period_start = -1.0  # the stable period whose latencies were already recorded
         self._elected_in: float | None = None
         self._converged_in: float | None = None
+        # fencing (with the CRM): a real fencer per node and a simulated fence device
+        self.fence: FenceWorld | None = FenceWorld(self) if config.crm and config.fencing else None
         self.crm: CrmWorld | None = CrmWorld(self, controller_factory) if config.crm else None
         self._schedule_scenario()
 
@@ -249,6 +270,8 @@ class World:
         }
         if self.crm is not None:
             handlers.update(self.crm.handlers())
+        if self.fence is not None:
+            handlers.update(self.fence.handlers())
         events = 0
         try:
             while queue and queue[0][0] <= self.duration:
@@ -269,6 +292,10 @@ class World:
         )
 
     # ---- calling the core -----------------------------------------------------------------
+
+    def call(self, node: SimNode, what: str, fn: Callable[..., list[Effect]], *args: Any) -> None:
+        """Run one membership core entry point of `node` (for hastack.sim.fencing)."""
+        self._call(node, what, fn, *args)
 
     def _call(self, node: SimNode, what: str, fn: Callable[..., list[Effect]], *args: Any) -> None:
         """Run one core entry point at the node's local now, apply its effects, check (a)."""
@@ -361,6 +388,8 @@ class World:
                 )
                 if route.faulty and at > self.last_change:
                     self.last_change = at  # a faulty delivery: not stable until it is in
+                if route.faulty and at > self.net_change:
+                    self.net_change = at
 
     # ---- event handlers -------------------------------------------------------------------
 
@@ -452,7 +481,11 @@ class World:
         self._call(node, "ping", node.core.ping_reply, target)
 
     def _fence(self, requester: SimNode, target: str) -> None:
-        """The sim is the fencer: power the target off after a delay, then report success."""
+        """Without fencing mode the sim is the fencer: power the target off after a delay,
+        then report success. With it, the node's real fencer is asked (Node._fence)."""
+        if self.fence is not None:
+            self.fence.membership_request(requester, target)
+            return
         self.stats["fences"] += 1
         t = self.timing
         off_at = self.now + self.rng.uniform(0.1, 1.0) * t.deadtime
@@ -471,6 +504,11 @@ class World:
         if node.core is not None:
             self._kill(node, graceful=False, restart_after=restart_after)
 
+    def power_off(self, node: SimNode, restart_after: float) -> None:
+        """A fence device powers `node` off (a crash); it is powered on after `restart_after`."""
+        if node.core is not None:
+            self._kill(node, graceful=False, restart_after=restart_after)
+
     def _fence_done(self, idx: int, payload: tuple[int, str]) -> None:
         node = self.nodes[idx]
         incarnation, target = payload
@@ -485,11 +523,13 @@ class World:
         self.stats["net_faults"] += 1
         self.network.add(fault)
         self._changed()
+        self.net_change = max(self.net_change, self.now)
         self._note(f"fault start: {fault.describe(self._names(), self.params.links)}")
 
     def _net_end(self, _: int, fault: NetFault) -> None:
         self.network.remove(fault)
         self._changed()
+        self.net_change = max(self.net_change, self.now)
         self._note(f"fault end: {fault.describe(self._names(), self.params.links)}")
 
     def _start(self, idx: int, _: Any) -> None:
@@ -543,6 +583,8 @@ class World:
         self._changed()
         if self.crm is not None:
             self.crm.kill(node)
+        if self.fence is not None:
+            self.fence.kill(node)
         self.push(self.now + restart_after, RESTART, node.idx, node.down_token)
 
     def _restart(self, idx: int, token: int) -> None:
@@ -552,6 +594,15 @@ class World:
             self._boot(node)
 
     def _pause(self, idx: int, pause: Pause) -> None:
+        if pause.dc:
+            # the DC of this moment, if any (a deposed DC waking up is the case to see)
+            for candidate in self.nodes:
+                core = candidate.core
+                local = candidate.clock.local(self.now)
+                if core is not None and not candidate.paused and core.is_dc(local):
+                    idx = candidate.idx
+                    self.stats["dc_pauses"] = self.stats.get("dc_pauses", 0) + 1
+                    break
         node = self.nodes[idx]
         if node.core is None or node.paused:
             return
@@ -565,6 +616,8 @@ class World:
         self._note(f"pause {node.name} for {pause.duration:.3f}s")
         if self.crm is not None:
             self.crm.pause(node)
+        if self.fence is not None:
+            self.fence.pause(node)
         self.push(self.now + pause.duration, RESUME, idx, node.pause_token)
 
     def _resume(self, idx: int, token: int) -> None:
@@ -598,6 +651,8 @@ class World:
             self._after_step(node, node.clock.local(self.now))
         if self.crm is not None and node.core is not None:
             self.crm.resume(node)
+        if self.fence is not None and node.core is not None and not node.paused:
+            self.fence.resume(node)
 
     def _late_tick(self, node: SimNode) -> None:
         core = node.core
@@ -663,7 +718,11 @@ class World:
         statuses = {
             n.idx: n.core.status(n.clock.local(self.now)) for n in self.nodes if n.core is not None
         }
-        if stable > self.bounds.settle:
+        # With real fencing a two_node cluster's halves both keep quorum until the fence
+        # race ends (priority-fencing-delay, device time, retries after a device failure):
+        # not within `settle`. Safety there is the CRM's strict checks, not (b).
+        race = self.fence is not None and self.params.two_node
+        if stable > self.bounds.settle and not race:
             self._check_split_quorum(groups, statuses)
         if clean:
             self._check_converged(statuses, stable)
