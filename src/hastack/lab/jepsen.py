@@ -819,49 +819,10 @@ def counter_cib(
     vip: str, port: int, stonith: str, prefer: str | None, monitor: str = "1s"
 ) -> bytes:
     """Fencing on, and the group ``web``: the floating IP, then the counter."""
-    from hastack.lab.services import ip_primitive
+    from hastack.lab.services import web_cib
 
-    location = (
-        f'<rsc_location id="web-prefers-{prefer}" rsc="web" node="{prefer}" score="100"/>'
-        if prefer
-        else ""
-    )
     opts = f"-m hastack.lab.jepsen counter --port {port}"
-    return f"""<cib admin_epoch="0" epoch="1" num_updates="0" validate-with="pacemaker-3.7">
-  <configuration>
-    <crm_config>
-      <cluster_property_set id="cib-bootstrap-options">
-        <nvpair id="opt-stonith" name="stonith-enabled" value="true"/>
-        <nvpair id="opt-recheck" name="cluster-recheck-interval" value="1min"/>
-      </cluster_property_set>
-    </crm_config>
-    <nodes/>
-    <resources>{stonith}
-      <group id="web">
-        {ip_primitive(vip, monitor)}
-        <primitive id="counter" class="ocf" provider="hastack" type="anything">
-          <instance_attributes id="counter-ia">
-            <nvpair id="counter-bin" name="binfile" value="{sys.executable}"/>
-            <nvpair id="counter-opts" name="cmdline_options" value="{opts}"/>
-          </instance_attributes>
-          <operations>
-            <op id="counter-monitor" name="monitor" interval="{monitor}" timeout="10s"/>
-            <op id="counter-start" name="start" interval="0" timeout="20s"/>
-            <op id="counter-stop" name="stop" interval="0" timeout="20s"/>
-          </operations>
-        </primitive>
-      </group>
-    </resources>
-    <constraints>{location}</constraints>
-    <rsc_defaults>
-      <meta_attributes id="rd">
-        <nvpair id="rd-stick" name="resource-stickiness" value="0"/>
-      </meta_attributes>
-    </rsc_defaults>
-  </configuration>
-  <status/>
-</cib>
-""".encode()
+    return web_cib(vip, monitor=monitor, prefer=prefer, stonith=stonith, service=("counter", opts))
 
 
 def _say(cfg: Config, text: str) -> None:

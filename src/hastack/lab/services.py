@@ -45,10 +45,13 @@ def web_cib(
     prefer: str | None = "n1",
     docroot: str = "/",
     stonith: str | None = None,
+    service: tuple[str, str] | None = None,
 ) -> bytes:
     """The CIB of the web group. Without `stonith` (the XML of fence device primitives)
-    fencing is disabled; with it, stonith-enabled is true and the devices are configured."""
+    fencing is disabled; with it, stonith-enabled is true and the devices are configured.
+    `service` replaces the web server: (primitive id, Python command-line options)."""
     server = f"-m http.server {port} --bind 0.0.0.0 --directory {shlex.quote(docroot)}"
+    rid, server = service if service is not None else ("httpd", server)
     threshold = (
         f'<nvpair id="rd-mt" name="migration-threshold" value="{migration_threshold}"/>'
         if migration_threshold is not None
@@ -72,15 +75,15 @@ def web_cib(
     <resources>{stonith or ""}
       <group id="web">
         {ip_primitive(vip, monitor)}
-        <primitive id="httpd" class="ocf" provider="hastack" type="anything">
-          <instance_attributes id="httpd-ia">
-            <nvpair id="httpd-bin" name="binfile" value="{sys.executable}"/>
-            <nvpair id="httpd-opts" name="cmdline_options" value="{server}"/>
+        <primitive id="{rid}" class="ocf" provider="hastack" type="anything">
+          <instance_attributes id="{rid}-ia">
+            <nvpair id="{rid}-bin" name="binfile" value="{sys.executable}"/>
+            <nvpair id="{rid}-opts" name="cmdline_options" value="{server}"/>
           </instance_attributes>
           <operations>
-            <op id="httpd-monitor" name="monitor" interval="{monitor}" timeout="10s"/>
-            <op id="httpd-start" name="start" interval="0" timeout="20s"/>
-            <op id="httpd-stop" name="stop" interval="0" timeout="20s"/>
+            <op id="{rid}-monitor" name="monitor" interval="{monitor}" timeout="10s"/>
+            <op id="{rid}-start" name="start" interval="0" timeout="20s"/>
+            <op id="{rid}-stop" name="stop" interval="0" timeout="20s"/>
           </operations>
         </primitive>
       </group>
