@@ -160,7 +160,10 @@ def ssh_node(tmp_path: Path) -> Iterator[SshNode]:
                 [SSHD, "-t", "-f", str(config)], capture_output=True, text=True, check=False
             )
             assert check.returncode == 0, f"sshd rejects its test config: {check.stderr}"
-            sshd = node.start([SSHD, "-D", "-e", "-f", str(config)], str(tmp_path / "sshd.log"))
+            sshd = node.start(
+                _without_login_rc([SSHD, "-D", "-e", "-f", str(config)], tmp_path),
+                str(tmp_path / "sshd.log"),
+            )
             host_pub = (tmp_path / "hostkey.pub").read_text().split()
             known = tmp_path / "known_hosts"
             known.write_text(f"{node.addr()} {host_pub[0]} {host_pub[1]}\n")
@@ -180,6 +183,26 @@ def ssh_node(tmp_path: Path) -> Iterator[SshNode]:
     finally:
         if made_run_dir:
             os.rmdir("/run/sshd")
+
+
+def _without_login_rc(argv: list[str], tmp_path: Path) -> list[str]:
+    """`argv` in a private mount namespace where the user's ~/.bashrc is an empty file.
+
+    sshd runs every command through the user's login shell, and Debian's bash reads ~/.bashrc
+    when started by sshd, even for `ssh host true`. The tests log in as the user running them
+    (root in CI), whose ~/.bashrc is the machine's business: on a developer's machine it may run
+    pyenv, which waits up to 60 s on a lock that a killed session left behind. The device's
+    timing must not depend on that, so sshd sees an empty ~/.bashrc; the real file is untouched.
+    The wrapper execs sshd, so the pid the tests kill is sshd's.
+    """
+    bashrc = Path.home() / ".bashrc"
+    if not bashrc.exists():
+        return argv
+    empty = tmp_path / "empty-bashrc"
+    empty.write_text("")
+    script = 'mount --bind "$1" "$2" && shift 2 && exec "$@"'
+    wrapper = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"]
+    return [*wrapper, str(empty), str(bashrc), *argv]
 
 
 def _wait_listening(node: Host, sshd: ManagedProcess) -> None:
