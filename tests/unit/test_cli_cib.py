@@ -251,7 +251,7 @@ def test_convert_a_missing_file_or_ha_cf(
     assert code == 1 and "ha.cf" in err
 
 
-def test_convert_warns_when_ha_cf_configures_stonith(
+def test_convert_keeps_fencing_on_when_ha_cf_configures_stonith(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     (tmp_path / "ha.cf").write_text(
@@ -261,8 +261,12 @@ def test_convert_warns_when_ha_cf_configures_stonith(
     source = tmp_path / "haresources"
     source.write_text("node1 httpd\n")
     code, out, err = run(capsys, "convert", "haresources", str(source), "-c", str(tmp_path))
-    assert code == 0 and out.startswith("<cib")
-    assert "configures STONITH, but the CIB has stonith-enabled=false" in err
+    assert code == 0 and out.startswith("<cib") and err == ""
+    assert '"stonith-enabled" value="true"' in out
+    (tmp_path / "ha.cf").write_text("node node1 node2\nucast eth0 10.0.0.1\nucast eth0 10.0.0.2\n")
+    code, out, _ = run(capsys, "convert", "haresources", str(source), "-c", str(tmp_path))
+    assert code == 0 and '"stonith-enabled" value="true"' not in out
+    assert '"stonith-enabled" value="false"' in out
 
 
 def test_show_every_corpus_cib(capsys: pytest.CaptureFixture[str]) -> None:

@@ -66,6 +66,7 @@ def run_haresources(args: argparse.Namespace) -> int:
     auto_failback = args.auto_failback
     nodes: list[str] = []
     r1_scripts: set[str] = set()
+    fencing = False
     if args.config is not None:
         hacf, problems, _ = read_hacf_file(os.path.join(args.config, "ha.cf"))
         if problems or hacf is None:
@@ -74,24 +75,25 @@ def run_haresources(args: argparse.Namespace) -> int:
         if auto_failback is None:
             auto_failback = hacf.auto_failback
         r1_scripts = r1_scripts_in(Path(args.config) / "resource.d")
-        if hacf.stonith is not None or hacf.stonith_hosts:
-            print(
-                f"hastack convert: warning: {hacf.file} configures STONITH, but the CIB has "
-                "stonith-enabled=false: add a stonith resource for your fence device and set "
-                "stonith-enabled=true",
-                file=sys.stderr,
-            )
+        # heartbeat R1 fences through the devices ha.cf names; the converted CIB keeps that
+        # protection on (the fencer reads the devices from ha.cf itself)
+        fencing = hacf.stonith is not None or bool(hacf.stonith_hosts)
     text, problem = read_text_file(args.file)
     if text is None:
         assert problem is not None
         return _fail([problem])
     try:
         cib = convert_haresources(
-            text, args.file, auto_failback or "legacy", nodes=nodes, r1_scripts=r1_scripts
+            text,
+            args.file,
+            auto_failback or "legacy",
+            nodes=nodes,
+            r1_scripts=r1_scripts,
+            fencing=fencing,
         )
     except ConfigError as exc:
         return _fail(exc.problems)
-    problems_out = validate(cib, args.output or "<output>")
+    problems_out = validate(cib, args.output or "<output>", devices_outside_cib=fencing)
     if not is_valid(problems_out):  # a bug in the converter: say so, write nothing
         for p in problems_out:
             print(f"hastack convert: {p}", file=sys.stderr)

@@ -76,8 +76,14 @@ def _parser() -> etree.XMLParser:
     return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 
 
-def _checked(data: bytes, source: str) -> bytes:
-    problems = validate(data, source)
+def hacf_fences(config: ClusterConfig) -> bool:
+    """ha.cf names fence devices (`stonith`, `stonith_host`): the fencer reads them there,
+    so a CIB with fencing on needs no stonith resource of its own."""
+    return config.hacf.stonith is not None or bool(config.hacf.stonith_hosts)
+
+
+def _checked(data: bytes, source: str, config: ClusterConfig) -> bytes:
+    problems = validate(data, source, devices_outside_cib=hacf_fences(config))
     if not is_valid(problems):
         errors = [p for p in problems if p.severity == "error"]
         raise ConfigError(
@@ -97,7 +103,7 @@ def seed_cib(config: ClusterConfig) -> tuple[bytes, str]:
             data = cib_path.read_bytes()
         except OSError as exc:
             raise ConfigError([ConfigProblem(None, f"{cib_path}: {exc.strerror or exc}")]) from None
-        return _checked(data, str(cib_path)), str(cib_path)
+        return _checked(data, str(cib_path), config), str(cib_path)
     if haresources.exists():
         try:
             text = haresources.read_text(encoding="utf-8")
@@ -110,7 +116,7 @@ def seed_cib(config: ClusterConfig) -> tuple[bytes, str]:
             hacf.auto_failback,
             nodes=[n.name for n in hacf.nodes],
             r1_scripts=r1_scripts_in(directory / "resource.d"),
-            fencing=hacf.stonith is not None or bool(hacf.stonith_hosts),
+            fencing=hacf_fences(config),
         )
         return data, f"{haresources} (R1, converted)"
     return EMPTY_CIB, "an empty CIB (no cib.xml or haresources in the configuration directory)"
@@ -124,7 +130,10 @@ def load_cib(config: ClusterConfig, saved: Path) -> LoadedCib:
         try:
             copy = saved.read_bytes()
             if versions(copy) > versions(data):
-                data, origin = _checked(copy, str(saved)), f"{saved} (the cluster's saved copy)"
+                data, origin = (
+                    _checked(copy, str(saved), config),
+                    f"{saved} (the cluster's saved copy)",
+                )
         except (OSError, etree.XMLSyntaxError) as exc:
             # a damaged copy is not fatal: the directory's CIB and the other members' copies
             # are there; say so and go on without it

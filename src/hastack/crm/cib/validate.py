@@ -111,8 +111,16 @@ class _Collector:
         self.problems.append(Problem(self.source, line, tag, element.get("id"), message, severity))
 
 
-def validate(xml: bytes, source: str, schema_dir: Path = DEFAULT_SCHEMA_DIR) -> list[Problem]:
-    """Every problem of the CIB document `xml` (read from `source`, used in messages)."""
+def validate(
+    xml: bytes,
+    source: str,
+    schema_dir: Path = DEFAULT_SCHEMA_DIR,
+    *,
+    devices_outside_cib: bool = False,
+) -> list[Problem]:
+    """Every problem of the CIB document `xml` (read from `source`, used in messages).
+    `devices_outside_cib`: fence devices are configured elsewhere (ha.cf `stonith`/
+    `stonith_host`), so fencing enabled without a stonith resource is not an error."""
     out = _Collector(source)
     parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=False)
     try:
@@ -131,7 +139,7 @@ def validate(xml: bytes, source: str, schema_dir: Path = DEFAULT_SCHEMA_DIR) -> 
         out.add(root, f"the root element is <{root.tag}>; a CIB's root element is <cib>")
         return out.problems
     _check_schema(root, schema_dir, out)
-    _check_semantics(root, out)
+    _check_semantics(root, out, devices_outside_cib)
     return out.problems
 
 
@@ -306,7 +314,7 @@ def _element_at_line(root: etree._Element, line: int) -> etree._Element | None:
 # --- semantic checks -----------------------------------------------------------------------
 
 
-def _check_semantics(root: etree._Element, out: _Collector) -> None:
+def _check_semantics(root: etree._Element, out: _Collector, devices_outside_cib: bool) -> None:
     config = root.find("configuration")
     if config is None:
         out.add(root, "<cib> has no <configuration> section")
@@ -314,7 +322,8 @@ def _check_semantics(root: etree._Element, out: _Collector) -> None:
     _check_ids(config, out)
     _check_resources(config, out)
     _check_constraints(config, out)
-    _check_fencing(config, out)
+    if not devices_outside_cib:
+        _check_fencing(config, out)
 
 
 def _elements(parent: etree._Element) -> Iterator[etree._Element]:
