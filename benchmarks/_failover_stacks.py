@@ -40,6 +40,7 @@ from hastack.lab.services import (
     lab_address,
     lab_fence_script,
 )
+from hastack.lab.watchdog import StandInWatchdog
 
 Fault = Literal["crash", "cut"]
 PORT = 7070
@@ -313,16 +314,26 @@ class Stack:
 
 
 def _hastack_cib(
-    vip: str, stickiness: int, monitor: str, stonith: str = "", fence_delay: str | None = None
+    vip: str,
+    stickiness: int,
+    monitor: str,
+    stonith: str = "",
+    fence_delay: str | None = None,
+    watchdog_timeout: float = 0.0,
 ) -> bytes:
     """Only the floating IP, preferring n1 (score 100); stonith off unless `stonith` gives
-    fence device primitives (then priority-fencing-delay is `fence_delay`, when given)."""
+    fence device primitives (then priority-fencing-delay is `fence_delay`, when given, and
+    stonith-watchdog-timeout `watchdog_timeout` when not 0)."""
     enabled = "true" if stonith else "false"
     delay = (
         f'<nvpair id="opt-pfd" name="priority-fencing-delay" value="{fence_delay}"/>'
         if fence_delay is not None
         else ""
     )
+    if watchdog_timeout:
+        delay += (
+            f'<nvpair id="opt-swt" name="stonith-watchdog-timeout" value="{watchdog_timeout:g}s"/>'
+        )
     return f"""<cib admin_epoch="0" epoch="1" num_updates="0" validate-with="pacemaker-3.7">
   <configuration>
     <crm_config>
@@ -365,11 +376,24 @@ class HastackStack(Stack):
     def fence_delay(self) -> str | None:
         return None
 
+    def watchdog_timeout(self) -> float:
+        """stonith-watchdog-timeout (0: not set)."""
+        return 0.0
+
+    def node_hacf(self, node: str) -> list[str]:
+        """Lines of one node's ha.cf only."""
+        return []
+
+    def before_nodes_start(self) -> None:
+        """The lab is built, no node runs yet."""
+
     def start(self) -> None:
         def cib(c: Cluster) -> bytes:
             assert c.lab is not None
             vip = self._vip_of(c.lab)
-            return _hastack_cib(vip, 0, "1s", self.stonith(c), self.fence_delay())
+            return _hastack_cib(
+                vip, 0, "1s", self.stonith(c), self.fence_delay(), self.watchdog_timeout()
+            )
 
         self.cluster = Cluster(
             list(self.nodes),
@@ -378,6 +402,7 @@ class HastackStack(Stack):
             links=2,
             extra_hosts=["client"],
             extra_hacf=self.extra_hacf,
+            node_hacf=self.node_hacf,
             keep=self.keep,
             cib=cib,
             start_nodes=False,
@@ -386,6 +411,7 @@ class HastackStack(Stack):
         self.lab = self.cluster.lab
         assert self.lab is not None
         self.vip = self._vip_of(self.lab)
+        self.before_nodes_start()
         for n in self.nodes:
             self.start_listener(n)
             self.cluster.start(n)
@@ -631,10 +657,81 @@ class HeartbeatStack(Stack):
         return {n: str(self.hb.log_path(n)) for n in self.nodes}
 
 
+class HastackWatchdogStack(HastackStack):
+    """hastack with watchdog self-fencing: three nodes (two_node cannot use it: a cut-off
+    node keeps quorum), each feeding a stand-in watchdog that powers its lab host off when
+    it is not fed in time (:class:`hastack.lab.watchdog.StandInWatchdog`; this machine has
+    no softdog), the ``hastack/watchdog`` device and stonith-watchdog-timeout: the survivors
+    take over once it has passed since they lost the node."""
+
+    name = "hastack-watchdog"
+    nodes = ("n1", "n2", "n3")
+
+    def __init__(self, timers: Timers, keep: bool = False) -> None:
+        super().__init__(timers, keep)
+        self.extra_hacf = ()  # three nodes: a majority, no two_node
+        self.dogs: dict[str, StandInWatchdog] = {}
+        # the device's timeout: short with fast timers, sbd's 5 s with heartbeat's defaults;
+        # stonith-watchdog-timeout is twice that, as sbd advises
+        self.device_timeout = 1 if timers.keepalive <= 0.1 else 5
+
+    def stonith(self, cluster: Cluster) -> str:
+        return """
+      <primitive id="wd" class="stonith" type="hastack/watchdog">
+        <instance_attributes id="wd-ia">
+          <nvpair id="wd-check" name="pcmk_host_check" value="none"/>
+        </instance_attributes>
+      </primitive>"""
+
+    def watchdog_timeout(self) -> float:
+        return 2.0 * self.device_timeout
+
+    def _dog_path(self, node: str) -> Path:
+        assert self.cluster is not None and self.cluster.workdir is not None
+        return Path(self.cluster.workdir) / f"watchdog-{node}"
+
+    def node_hacf(self, node: str) -> list[str]:
+        return [f"watchdog {self._dog_path(node)}"]
+
+    def before_nodes_start(self) -> None:
+        assert self.lab is not None
+        for node in self.nodes:
+            dog = StandInWatchdog(
+                self._dog_path(node), self.device_timeout, self.lab[node].power_off
+            )
+            dog.start()
+            self.dogs[node] = dog
+
+    def crash(self, node: str) -> float:
+        t = super().crash(node)
+        self.dogs[node].power_cycle()  # a machine without power has no running watchdog
+        return t
+
+    def recover(self, kind: Fault, node: str) -> None:
+        assert self.lab is not None and self.cluster is not None
+        if kind == "cut":
+            self.lab.heal(node)
+            if self.cluster[node].running:
+                return
+            reset = self.cluster[node].process  # its watchdog reset it: its daemon died
+            if reset is not None:
+                reset.reap()
+        self.dogs[node].power_cycle()
+        self.lab[node].power_on()
+        self.start_listener(node)
+        self.power_on_node(node)
+
+    def close(self) -> None:
+        for dog in self.dogs.values():
+            dog.close()
+        super().close()
+
+
 STACKS: dict[str, Callable[..., Stack]] = {
     "hastack": HastackStack,
     "hastack-fence_dummy": HastackFenceDummyStack,
     "hastack-fence_power": HastackFencePowerStack,
+    "hastack-watchdog": HastackWatchdogStack,
     "keepalived": KeepalivedStack,
     "heartbeat": HeartbeatStack,
 }

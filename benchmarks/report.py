@@ -243,23 +243,30 @@ def failover(d: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-FENCED_STACKS = ("hastack", "hastack-fence_dummy", "hastack-fence_power")
+# the stacks of the fenced failover table, with their column names
+FENCED_STACKS = {
+    "hastack": "no fencing",
+    "hastack-fence_dummy": "fence_dummy",
+    "hastack-fence_power": "power-off device",
+    "hastack-watchdog": "watchdog self-fencing",
+}
 
 
 def failover_fenced(d: dict[str, Any]) -> str:
-    """Failover with fencing in the path: hastack without fencing, with fence_dummy, and
-    with a device that powers the host off, from the same run."""
-    rows = [
-        "| keepalive / deadtime | fault | runs | no fencing median | p99 | fence_dummy median "
-        "| p99 | power-off device median | p99 | fence_dummy / none | power-off / none |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    """Failover with fencing in the path: hastack without fencing, with fence_dummy, with a
+    device that powers the host off, and with watchdog self-fencing, from the same run."""
+    names = list(FENCED_STACKS.values())
+    head = ["keepalive / deadtime", "fault", "runs"]
+    for name in names:
+        head += [f"{name} median", "p99"]
+    head += [f"{name} / none" for name in names[1:]]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for p in by_deadtime(d):
         for fault in ("crash", "cut"):
             st = [p["stacks"].get(s, {}).get(fault, {}).get("stats") for s in FENCED_STACKS]
             if not any(st):
                 continue
-            none, dummy, power = st
+            none = st[0]
             cells = [
                 f"{ms(p['keepalive'])} / {ms(p['deadtime'])}",
                 fault,
@@ -267,14 +274,10 @@ def failover_fenced(d: dict[str, Any]) -> str:
             ]
             for x in st:
                 cells += [ms(x["median"]) if x else "-", ms(x["p99"]) if x else "-"]
-            for x in (dummy, power):
+            for x in st[1:]:
                 ok = x and none and none["median"]
                 cells.append(ratio(x["median"] / none["median"]) if ok else "-")  # type: ignore[index]
             rows.append("| " + " | ".join(cells) + " |")
-    note = d.get("watchdog")
-    if note:
-        rows.append("")
-        rows.append(f"{note[0].upper()}{note[1:]}.")
     return "\n".join(rows)
 
 

@@ -620,7 +620,6 @@ def test_sample_with_its_examples_uncommented() -> None:
         "logfacility",
         "msgfmt",
         "respawn",
-        "watchdog",
     ]
     assert any(w.message.startswith("compression: recorded") for w in warnings)
 

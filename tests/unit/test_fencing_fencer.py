@@ -17,6 +17,7 @@ from hastack.fencing.fencer import (
     Fencer,
     FenceRecord,
     RunDevice,
+    WatchdogReport,
 )
 from hastack.fencing.runners import DeviceResult
 
@@ -207,14 +208,26 @@ def test_confirm_cancels_a_device_action_in_flight() -> None:
 
 def test_watchdog_device_counts_the_target_fenced_after_the_timeout() -> None:
     f = fencer(device("wd", agent="hastack/watchdog", host_check="none"), watchdog_timeout=10.0)
+    f.watchdog_report("n2", WatchdogReport(True, 5.0, 10.0))
     assert runs(f.request("n2", "reboot", "controller", "lost", 0.0, 0.0)) == []
     assert f.tick(9.9, 9.9) == []
     (record,) = done(f.tick(10.0, 10.0))
     assert record.state == "done" and record.devices == ("wd",)
 
 
+def test_a_negative_watchdog_timeout_waits_twice_the_targets_device_timeout() -> None:
+    f = fencer(device("wd", agent="hastack/watchdog", host_check="none"), watchdog_timeout=-1.0)
+    f.watchdog_report("n2", WatchdogReport(True, 4.0, 8.0))
+    assert f.watchdog_wait("n2") == (8.0, "")
+    f.request("n2", "reboot", "controller", "lost", 0.0, 0.0)
+    assert f.tick(7.9, 7.9) == []
+    (record,) = done(f.tick(8.0, 8.0))
+    assert record.state == "done"
+
+
 def test_watchdog_device_without_a_timeout_fails() -> None:
     f = fencer(device("wd", agent="hastack/watchdog", host_check="none"))
+    f.watchdog_report("n2", WatchdogReport(True, 5.0, 10.0))
     (record,) = done(f.request("n2", "reboot", "controller", "lost", 0.0, 0.0))
     assert "stonith-watchdog-timeout" in record.error
 
@@ -278,18 +291,44 @@ def test_history_records_round_trip_and_are_learned_once() -> None:
         FenceRecord.from_json({**record.to_json(), "state": "exploded"})
 
 
-def test_watchdog_fencing_is_refused_while_nodes_cannot_be_trusted_to_reset() -> None:
-    why = "no watchdog device on /dev/watchdog"
-    f = fencer(
-        device("wd", agent="hastack/watchdog", host_check="none"),
-        watchdog_timeout=10.0,
-        watchdog_problem=why,
-    )
+@pytest.mark.parametrize(
+    ("report", "why"),
+    [
+        (None, "n2 has no armed watchdog (no report)"),
+        (
+            WatchdogReport(False, problem="no watchdog device on /dev/watchdog"),
+            "no watchdog device on /dev/watchdog",
+        ),
+        # its guard promises a reset within 20 s of losing quorum; we would wait only 10
+        (WatchdogReport(True, 5.0, 20.0), "guards a stonith-watchdog-timeout of 20 s"),
+    ],
+)
+def test_watchdog_fencing_is_refused_for_a_node_that_would_not_reset_itself(
+    report: WatchdogReport | None, why: str
+) -> None:
+    f = fencer(device("wd", agent="hastack/watchdog", host_check="none"), watchdog_timeout=10.0)
+    f.watchdog_report("n3", WatchdogReport(True, 5.0, 10.0))
+    if report is not None:
+        f.watchdog_report("n2", report)
     (record,) = done(f.request("n2", "reboot", "controller", "lost", 0.0, 0.0))
     assert record.state == "failed" and why in record.error
-    _, effects = f.check(0.0, 0.0)
-    (report,) = [e for e in effects if isinstance(e, CheckDone)]
-    assert report.report["wd"].ok is False and why in report.report["wd"].reason
+    _, effects = f.check(0.0, 0.0, ["n2", "n3"])
+    (check,) = [e for e in effects if isinstance(e, CheckDone)]
+    assert check.report["wd"].ok and why in check.report["wd"].failed_targets["n2"]
+    paths = f.paths(["n2", "n3"])
+    assert not paths["n2"].ok and why in paths["n2"].why
+    assert paths["n3"].ok and paths["n3"].working == ("wd",)
+
+
+def test_watchdog_reports_round_trip_and_a_change_is_logged() -> None:
+    report = WatchdogReport(True, 5.0, 10.0)
+    assert WatchdogReport.from_json(report.to_json()) == report
+    with pytest.raises(ValueError):
+        WatchdogReport.from_json({**report.to_json(), "timeout": "soon"})
+    f = fencer()
+    assert f.watchdog_report("n2", report) == []
+    (log,) = f.watchdog_report("n2", WatchdogReport(False, problem="device gone"))
+    assert "n2's watchdog is no longer armed (device gone)" in log.message
 
 
 def test_checks_ask_the_status_of_every_covered_node_and_a_failure_is_that_nodes() -> None:

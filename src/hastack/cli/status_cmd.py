@@ -375,7 +375,38 @@ def format_status(status: dict[str, Any]) -> str:
     if isinstance(fencing, dict):
         lines.append("")
         lines += format_fencing(fencing, str(status["node"]))
+    watchdog = status.get("watchdog")
+    if isinstance(watchdog, dict):
+        lines.append("")
+        lines.append(format_watchdog(watchdog))
     return "\n".join(lines)
+
+
+def format_watchdog(watchdog: dict[str, Any]) -> str:
+    """One line: the device, its timeout, whether it resets this node on quorum loss, the last
+    keep-alive, and what the guard decided."""
+    if not watchdog.get("open"):
+        return f"WARNING watchdog {watchdog.get('device')}: not open ({watchdog.get('reason')})"
+    driver = watchdog.get("driver") or "stand-in"
+    ago = watchdog.get("last_keepalive_ago")
+    fed = "never fed" if ago is None else f"fed {ago:.1f} s ago"
+    if watchdog.get("armed"):
+        role = (
+            f"self-fencing, stonith-watchdog-timeout {watchdog.get('stonith_watchdog_timeout'):g} s"
+        )
+    else:
+        role = f"resets a hung node only ({watchdog.get('reason') or 'no self-fencing'})"
+    device = f"{watchdog.get('device')} ({driver}, {watchdog.get('timeout'):g} s)"
+    line = f"Watchdog {device}: {role}; {fed}"
+    state = watchdog.get("state")
+    if state == "grace":
+        line += (
+            f"\n  WARNING no quorum: {watchdog.get('grace_left'):.1f} s left to stop resources "
+            f"({watchdog.get('reason')})"
+        )
+    elif state == "starving":
+        line += f"\n  CRITICAL the watchdog is resetting this node: {watchdog.get('reason')}"
+    return line
 
 
 def format_fencing(fencing: dict[str, Any], node: str) -> list[str]:

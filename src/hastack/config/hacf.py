@@ -79,7 +79,6 @@ RECORDED_NO_EFFECT: dict[str, str] = {
 # Directives hastack parses and checks, whose effect belongs to a part not built yet: the value
 # is kept in HaCf for that part, and a warning says that nothing acts on it today.
 NOT_ACTED_ON_YET: dict[str, str] = {
-    "watchdog": "the node daemon does not feed a watchdog device yet",
     "logfacility": "the node daemon logs to stderr and logfile/debugfile, not to syslog",
     "use_logd": "the node daemon logs to stderr and logfile/debugfile, not to a logging daemon",
     "autojoin": "nodes must be listed with `node`; hastack does not add nodes that announce "

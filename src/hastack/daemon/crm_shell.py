@@ -49,6 +49,7 @@ from hastack.crm.saved_inputs import InputStore
 from hastack.daemon import clock
 from hastack.daemon.fence_shell import MAGIC as FENCE_MAGIC
 from hastack.daemon.fence_shell import FenceShell
+from hastack.daemon.watchdog_shell import WatchdogShell
 from hastack.fencing.devices import fencing_from_hacf
 from hastack.fencing.fencer import FenceRecord
 from hastack.fileio import write_atomically
@@ -120,9 +121,20 @@ class CrmShell:
             [n.name for n in hacf.nodes] or list(cib.node_ids),
             lambda timeout: fencing_from_hacf(hacf.stonith, hacf.stonith_hosts, timeout),
             cib.data,
-            watchdog_device=hacf.watchdog,
             on_done=self._on_fenced,
             broadcast=self._broadcast,
+        )
+        # ha.cf `watchdog DEVICE`: fed while this node is healthy (watchdog self-fencing)
+        self.watchdog = (
+            None
+            if hacf.watchdog is None
+            else WatchdogShell(
+                hacf.watchdog,
+                hacf.timing.keepalive,
+                self._health,
+                self.fence.set_watchdog,
+                two_node=hacf.two_node and hacf.quorum_server is None,
+            )
         )
         # told of every fencing this node's fencer finished (the membership layer's fence_done)
         self.on_local_fence: Callable[[FenceRecord], None] | None = None
@@ -179,6 +191,8 @@ class CrmShell:
                 continue
             self.endpoints.append(endpoint)
         self.fence.start()
+        if self.watchdog is not None:
+            self.watchdog.open(self.fence.core.watchdog_timeout)
 
     async def shutdown(self) -> None:
         """Leave the cluster cleanly: ask the DC to move everything off this node (the
@@ -207,6 +221,10 @@ class CrmShell:
         self.closed = True
         if self._timer is not None:
             self._timer.cancel()
+        if self.watchdog is not None:
+            # disarmed only when nothing runs here any more: a node that could not stop its
+            # resources is left to its watchdog, as the other nodes expect
+            await self.watchdog.close(clean=not self.controller.local_running())
         await self.fence.close()
         await self.executor.close()
         if self.alerts is not None:
@@ -263,10 +281,11 @@ class CrmShell:
             joined = [p for p in peers if p not in self._peers]
             self._peers = peers
             self._execute(self.messaging.set_peers(peers, now))
-            if joined and self.fence.core.history:
-                history = self.fence.history_for()
-                for peer in joined:
-                    self._execute(list(self.messaging.send(history, now, peer)))
+            for peer in joined:
+                # what it missed: the fence history, and what our watchdog promises
+                if self.fence.core.history:
+                    self._execute(list(self.messaging.send(self.fence.history_for(), now, peer)))
+                self._execute(list(self.messaging.send(self.fence.watchdog_message(), now, peer)))
         self._execute(self.controller.membership_changed(new, now, wall))
 
     def _on_datagram(self, data: bytes, link: str) -> None:
@@ -378,6 +397,8 @@ class CrmShell:
         if isinstance(effect, SaveCib):
             write_atomically(self.run_path / "cib.xml", effect.data, mode=0o600)
             self.fence.configure(effect.data)
+            if self.watchdog is not None:
+                self.watchdog.configure(self.fence.core.watchdog_timeout)
             if self.alerts is not None:  # the alerts section may have changed with it
                 self.alerts.configure(parse_alerts(effect.data))
             return []
@@ -402,6 +423,11 @@ class CrmShell:
     def _broadcast(self, payload: bytes) -> None:
         if not self.closed:
             self._execute(list(self.messaging.send(payload, clock.now(), None)))
+
+    def _health(self) -> tuple[bool, tuple[str, ...]]:
+        """What the watchdog's guard weighs: quorate, and what runs here."""
+        quorate = self._view is not None and self._view.quorate
+        return quorate, tuple(self.controller.local_running())
 
     def _on_fenced(self, record: FenceRecord, local: bool) -> None:
         """A fencing finished: the controller learns the node is down (or that it could not

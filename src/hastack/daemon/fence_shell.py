@@ -14,7 +14,6 @@ import json
 import logging
 import random
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 from hastack.agents.invocation import ResourceAgentCall
@@ -32,6 +31,7 @@ from hastack.fencing.fencer import (
     Fencer,
     FenceRecord,
     RunDevice,
+    WatchdogReport,
     device_call,
 )
 from hastack.fencing.runners import DeviceCall, DeviceResult, run_device
@@ -53,7 +53,6 @@ class FenceShell:
         hacf_devices: Callable[[float], FencingConfig],
         cib: bytes,
         *,
-        watchdog_device: str | None = None,
         on_done: Callable[[FenceRecord, bool], None],
         broadcast: Callable[[bytes], None],
     ) -> None:
@@ -63,12 +62,10 @@ class FenceShell:
         self.node = node
         self.nodes = list(nodes)
         self.hacf_devices = hacf_devices
-        self.core = Fencer(
-            node,
-            FencingConfig(),
-            random.Random(),
-            watchdog_problem=watchdog_problem(watchdog_device),
-        )
+        self.core = Fencer(node, FencingConfig(), random.Random())
+        # what this node's watchdog promises (hastack.daemon.watchdog_shell), shared
+        self.watchdog = WatchdogReport(False, problem="no watchdog (ha.cf `watchdog DEVICE`)")
+        self.core.watchdog_report(node, self.watchdog)
         self.on_done = on_done
         self.broadcast = broadcast
         self.tasks: dict[int, asyncio.Task[None]] = {}
@@ -99,7 +96,7 @@ class FenceShell:
             return
         options = model.cluster_options()
         self.stonith_enabled = _bool(options.get("stonith-enabled"), True)
-        watchdog = _seconds(options.get("stonith-watchdog-timeout"), 0.0)
+        watchdog = _watchdog_seconds(options.get("stonith-watchdog-timeout"))
         self.check_interval = _seconds(options.get("fence-check-interval"), CHECK_INTERVAL)
         attributes = {
             n.uname or n.id: flatten(n.attributes) for n in model.nodes if n.uname or n.id
@@ -254,18 +251,11 @@ class FenceShell:
         if action not in ("start", "monitor"):
             return OpResult(OcfRc.ERR_UNIMPLEMENTED, "done", f"no {action} for fence devices")
         if device.kind in ("manual", "watchdog"):
-            ok = device.kind == "manual" or (
-                self.core.watchdog_timeout > 0 and not self.core.watchdog_problem
-            )
-            result = DeviceResult(
-                ok,
-                None,
-                None,
-                0,
-                "" if ok else (self.core.watchdog_problem or "stonith-watchdog-timeout is not set"),
-                "",
-                0.0,
-            )
+            # a watchdog device works where stonith-watchdog-timeout is set; whether each
+            # target keeps its promise is its fence path's business (hastack status)
+            ok = device.kind == "manual" or self.core.watchdog_timeout != 0
+            why = "" if ok else "stonith-watchdog-timeout is not set"
+            result = DeviceResult(ok, None, None, 0, why, "", 0.0)
         else:
             monitor = device.device_action("monitor")
             result = await run_device(device_call(device, monitor, None, call.effective_timeout))
@@ -301,10 +291,25 @@ class FenceShell:
         records = [r.to_json() for r in list(self.core.history)[-HISTORY_SHARED:]]
         return MAGIC + json.dumps({"t": "history", "records": records}).encode()
 
+    def set_watchdog(self, report: WatchdogReport) -> None:
+        """This node's watchdog changed what it promises: tell our fencer and the others."""
+        self.watchdog = report
+        self._execute(self.core.watchdog_report(self.node, report), share=False)
+        if not self.closed:
+            self.broadcast(self.watchdog_message())
+
+    def watchdog_message(self) -> bytes:
+        """This node's watchdog report, for a node that (re)joined or when it changes."""
+        return MAGIC + json.dumps({"t": "watchdog", "report": self.watchdog.to_json()}).encode()
+
     def receive(self, sender: str, payload: bytes) -> None:
         try:
             message = json.loads(payload[len(MAGIC) :])
             kind = message["t"]
+            if kind == "watchdog":
+                report = WatchdogReport.from_json(message["report"])
+                self._execute(self.core.watchdog_report(sender, report), share=False)
+                return
             if kind == "history":
                 old = [FenceRecord.from_json(r) for r in message["records"]]
                 learned = sum(self.core.learn(r) for r in old)
@@ -412,18 +417,14 @@ class FenceShell:
         self._schedule_check(self.check_interval)
 
 
-def watchdog_problem(device: str | None) -> str:
-    """Why this node cannot count on its watchdog to reset it ("" when it can). Watchdog
-    fencing trusts every node to be reset by its watchdog once it lost quorum; the device
-    must exist (ha.cf `watchdog`, else /dev/watchdog), and the node must stop feeding it
-    when it loses quorum, which is the watchdog part's job (hastack watchdog)."""
-    path = Path(device or "/dev/watchdog")
-    if not path.exists():
-        return f"no watchdog device on {path} (this node could not be reset by it)"
-    return (
-        "no watchdog daemon stops feeding the device when quorum is lost (the watchdog part "
-        "of hastack is not built yet)"
-    )
+def _watchdog_seconds(text: str | None) -> float:
+    """stonith-watchdog-timeout: 0 (off), seconds, or negative: twice each node's watchdog
+    timeout, as Pacemaker reads it (-1 stands for any negative value)."""
+    if text is None:
+        return 0.0
+    if text.strip().startswith("-"):
+        return -1.0
+    return _seconds(text, 0.0)
 
 
 def _bool(text: str | None, default: bool) -> bool:

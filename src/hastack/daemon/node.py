@@ -465,6 +465,8 @@ class NodeDaemon:
         status = self.core.status(clock.now()).to_json()
         if self.crm is not None:
             status["fencing"] = self.crm.fence.describe()
+            if self.crm.watchdog is not None:
+                status["watchdog"] = self.crm.watchdog.describe()
         return status
 
     def _cmd_quorum(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -671,6 +673,10 @@ def start(config_dir: str, node: str | None = None) -> int:
         # other's resources as running. An HA_RSCTMP given by the environment is kept.
         os.environ.setdefault("HA_RSCTMP", str(rundir.path / "rsctmp"))
         os.environ.setdefault("HA_VARRUN", str(rundir.path / "varrun"))
+        # resource-agents expect both to exist (systemd-tmpfiles makes /run/resource-agents;
+        # ha_pseudo_resource's state file cannot be made in a missing directory)
+        for variable in ("HA_RSCTMP", "HA_VARRUN"):
+            Path(os.environ[variable]).mkdir(parents=True, exist_ok=True)
         cib = load_cib(config, rundir.path / "cib.xml")
         emit(logger, "info", "cib-loaded", f"resources from {cib.origin}")
         daemon = NodeDaemon(config_dir, config, name, rundir, generation, cib)

@@ -27,7 +27,10 @@ the controller computes) plus the first device's ``pcmk_delay_base`` and a rando
 **Devices without a process.** ``hastack/manual`` succeeds when an operator confirms the node
 is down (``hastack fence confirm NODE``); ``hastack/watchdog`` succeeds once
 ``stonith-watchdog-timeout`` has passed since the request: the target's watchdog resets it
-that long after it lost quorum at the latest, and it lost quorum before we saw it leave.
+that long after it lost quorum at the latest (see :mod:`hastack.watchdog.guard`), and it lost
+quorum before we saw it leave. Only a target that reported an armed guard keeping that promise
+(:class:`WatchdogReport`, sent by every node's daemon) is fenced this way: counting on a reset
+that never comes is split brain.
 
 **History.** Every finished operation is kept (the newest ``HISTORY_LIMIT``), with who asked,
 which devices did it, when and how it ended; the shell shares it with the other nodes.
@@ -158,6 +161,33 @@ class DeviceCheck:
 
 
 @dataclass(frozen=True)
+class WatchdogReport:
+    """What a node says of its watchdog: whether its guard resets it once it loses quorum
+    (`armed`), the device's timeout, the stonith-watchdog-timeout its guard keeps (`window`),
+    and why it cannot (`problem`)."""
+
+    armed: bool
+    timeout: float = 0.0
+    window: float = 0.0
+    problem: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "armed": self.armed,
+            "timeout": self.timeout,
+            "window": self.window,
+            "problem": self.problem,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> WatchdogReport:
+        timeout, window = data.get("timeout", 0.0), data.get("window", 0.0)
+        if not isinstance(timeout, int | float) or not isinstance(window, int | float):
+            raise ValueError("a watchdog report's timeout and window are numbers")
+        return cls(bool(data["armed"]), float(timeout), float(window), str(data.get("problem", "")))
+
+
+@dataclass(frozen=True)
 class FencePath:
     """Whether this node can fence `target`, and how."""
 
@@ -216,15 +246,13 @@ class Fencer:
         *,
         watchdog_timeout: float = 0.0,
         node_attributes: Mapping[str, Mapping[str, str]] | None = None,
-        watchdog_problem: str = "",
     ) -> None:
         self.node = node
         self.config = config
         self.rng = rng
-        self.watchdog_timeout = watchdog_timeout
-        # why the nodes cannot be trusted to reset themselves ("" when they can): watchdog
-        # fencing is refused then, since counting on a reset that never comes is split brain
-        self.watchdog_problem = watchdog_problem
+        self.watchdog_timeout = watchdog_timeout  # stonith-watchdog-timeout
+        # what each node reported of its watchdog (its own daemon's WatchdogReport)
+        self.watchdogs: dict[str, WatchdogReport] = {}
         self.node_attributes: Mapping[str, Mapping[str, str]] = node_attributes or {}
         self.operations: dict[str, _Operation] = {}  # target -> operation
         self.history: deque[FenceRecord] = deque(maxlen=HISTORY_LIMIT)
@@ -267,6 +295,34 @@ class Fencer:
         self.listed = {k: v for k, v in self.listed.items() if k in ids}
         self.last_check = {k: v for k, v in self.last_check.items() if k in ids}
         return effects
+
+    def watchdog_report(self, node: str, report: WatchdogReport) -> list[Effect]:
+        """`node` said what its watchdog does (at start, and whenever it changes)."""
+        old = self.watchdogs.get(node)
+        self.watchdogs[node] = report
+        if old is None or old.armed == report.armed:
+            return []
+        said = "armed" if report.armed else f"no longer armed ({report.problem or 'stopped'})"
+        return [Log("info", "fence-watchdog-report", f"{node}'s watchdog is {said}")]
+
+    def watchdog_wait(self, target: str) -> tuple[float, str]:
+        """How long watchdog fencing of `target` waits, or why it cannot fence it (then 0)."""
+        if self.watchdog_timeout == 0:
+            return 0.0, "stonith-watchdog-timeout is not set"
+        report = self.watchdogs.get(target)
+        if report is None or not report.armed:
+            why = report.problem if report is not None and report.problem else "no report"
+            return 0.0, (
+                f"{target} has no armed watchdog ({why}): it would not reset itself "
+                "(ha.cf `watchdog DEVICE` on that node)"
+            )
+        wait = self.watchdog_timeout if self.watchdog_timeout > 0 else 2 * report.timeout
+        if not 0 < report.window <= wait:
+            return 0.0, (
+                f"{target}'s watchdog guards a stonith-watchdog-timeout of {report.window:g} s, "
+                f"not the {wait:g} s waited here (its configuration differs)"
+            )
+        return wait, ""
 
     # ---- which devices -----------------------------------------------------------------------
 
@@ -442,15 +498,15 @@ class Fencer:
                 )
             ]
         if kind == "watchdog":
-            if self.watchdog_timeout <= 0 or self.watchdog_problem:
-                why = self.watchdog_problem or "stonith-watchdog-timeout is not set"
+            wait, why = self.watchdog_wait(target)
+            if why:
                 return self._step_failed(op, f"watchdog fencing is off: {why}", now, wall)
-            op.waiting_until, op.waiting_for = now + self.watchdog_timeout, "watchdog"
+            op.waiting_until, op.waiting_for = now + wait, "watchdog"
             return [
                 Log(
                     "warning",
                     "fence-watchdog",
-                    f"{target} counts as fenced in {self.watchdog_timeout:g} s "
+                    f"{target} counts as fenced in {wait:g} s "
                     "(stonith-watchdog-timeout): its watchdog resets it by then",
                     {"node": target, "device": device.id},
                 )
@@ -675,13 +731,14 @@ class Fencer:
                 )
                 continue
             if kind == "watchdog":
-                ok = self.watchdog_timeout > 0 and not self.watchdog_problem
+                ok = self.watchdog_timeout != 0
+                failed = {t: w for t in targets if (w := self.watchdog_wait(t)[1])}
                 why = (
                     f"stonith-watchdog-timeout={self.watchdog_timeout:g} s"
                     if ok
-                    else self.watchdog_problem or "stonith-watchdog-timeout is not set"
+                    else "stonith-watchdog-timeout is not set"
                 )
-                check.results[device.id] = DeviceCheck(device.id, ok, why, None, wall)
+                check.results[device.id] = DeviceCheck(device.id, ok, why, None, wall, failed)
                 continue
             actions = ["monitor"]
             if self._query(device) == "list":
@@ -783,7 +840,7 @@ class Fencer:
             working: tuple[str, ...] = ()
             failures: list[str] = []
             for level in levels:
-                checks = [self.last_check.get(d) for d in level.devices]
+                checks = [self._path_check(d, target) for d in level.devices]
                 if all(c is not None and c.ok and target not in c.failed_targets for c in checks):
                     working = level.devices
                     break
@@ -799,6 +856,16 @@ class Fencer:
             else:
                 out[target] = FencePath(target, False, names, (), "; ".join(failures))
         return out
+
+    def _path_check(self, device_id: str, target: str) -> DeviceCheck | None:
+        """The last check of a device; a watchdog device's is what its target reports now
+        (no process to ask, and the reports change between checks)."""
+        device = self.config.device(device_id)
+        if device is None or device.kind != "watchdog":
+            return self.last_check.get(device_id)
+        _, why = self.watchdog_wait(target)
+        failed = {target: why} if why else {}
+        return DeviceCheck(device_id, self.watchdog_timeout != 0, why, None, 0.0, failed)
 
     def pending(self) -> list[FenceRecord]:
         return [op.record for op in self.operations.values()]

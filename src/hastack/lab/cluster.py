@@ -175,6 +175,8 @@ class Cluster:
     media: Media = "ucast"  # namespace mode only; loopback mode uses ucast
     workdir: str | None = None
     extra_hacf: Sequence[str] = ()
+    # lines for one node's ha.cf only (its watchdog device, say): node name -> lines
+    node_hacf: Callable[[str], Sequence[str]] | None = None
     # leave the work directory (logs, configs) in place on close; HASTACK_LAB_KEEP=1 sets it
     keep: bool = field(default_factory=lambda: os.environ.get("HASTACK_LAB_KEEP") == "1")
     start_nodes: bool = True
@@ -255,6 +257,8 @@ class Cluster:
             lines.append(f"bind lo {node.addresses[0]}")
             lines += [f"ucast lo {addresses[p][0]}" for p in peers]
         lines += list(self.extra_hacf)
+        if self.node_hacf is not None:
+            lines += list(self.node_hacf(node.name))
         lines += [f"node {n}" for n in self.names]
         (node.config_dir / "ha.cf").write_text("\n".join(lines) + "\n")
         if self.cib is not None:

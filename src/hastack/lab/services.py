@@ -12,7 +12,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from hastack.lab.cluster import Cluster
@@ -46,10 +46,14 @@ def web_cib(
     docroot: str = "/",
     stonith: str | None = None,
     service: tuple[str, str] | None = None,
+    options: Mapping[str, str] | None = None,
+    extra: str = "",
 ) -> bytes:
     """The CIB of the web group. Without `stonith` (the XML of fence device primitives)
     fencing is disabled; with it, stonith-enabled is true and the devices are configured.
-    `service` replaces the web server: (primitive id, Python command-line options)."""
+    `service` replaces the web server: (primitive id, Python command-line options).
+    `options`: more cluster options; `extra`: more primitives of the group, after the
+    server (their XML)."""
     server = f"-m http.server {port} --bind 0.0.0.0 --directory {shlex.quote(docroot)}"
     rid, server = service if service is not None else ("httpd", server)
     threshold = (
@@ -63,12 +67,16 @@ def web_cib(
         else ""
     )
     enabled = "false" if stonith is None else "true"
+    more = "".join(
+        f'\n        <nvpair id="opt-{name}" name="{name}" value="{value}"/>'
+        for name, value in (options or {}).items()
+    )
     return f"""<cib admin_epoch="0" epoch="1" num_updates="0" validate-with="pacemaker-3.7">
   <configuration>
     <crm_config>
       <cluster_property_set id="cib-bootstrap-options">
         <nvpair id="opt-stonith" name="stonith-enabled" value="{enabled}"/>
-        <nvpair id="opt-recheck" name="cluster-recheck-interval" value="1min"/>
+        <nvpair id="opt-recheck" name="cluster-recheck-interval" value="1min"/>{more}
       </cluster_property_set>
     </crm_config>
     <nodes/>
@@ -85,7 +93,7 @@ def web_cib(
             <op id="{rid}-start" name="start" interval="0" timeout="20s"/>
             <op id="{rid}-stop" name="stop" interval="0" timeout="20s"/>
           </operations>
-        </primitive>
+        </primitive>{extra}
       </group>
     </resources>
     <constraints>{location}</constraints>
