@@ -1,0 +1,392 @@
+"""The NBD server's asyncio shell: sockets and a backend around `nbd_protocol.ServerConnection`.
+
+Everything the protocol decides lives in the core; this module only accepts connections, moves
+bytes, runs each request against a `Backend` concurrently (so replies go out in completion order,
+tagged with the client's cookie) and stops cleanly. `FileBackend` serves a regular file or a block
+device; the replication engine provides its own backend (writes mirrored to the peer, `access()`
+following the resource's role).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import errno
+import logging
+import os
+import stat
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol, TypeVar
+
+from hastack.replica.nbd_protocol import (
+    DEFAULT_BLOCK_MIN,
+    DEFAULT_MAX_IN_FLIGHT,
+    Closed,
+    Command,
+    Event,
+    ExportInfo,
+    NBDError,
+    Negotiated,
+    Request,
+    ServerConnection,
+    error_from_errno,
+)
+
+__all__ = ["DEFAULT_ADDRESS", "Access", "Backend", "Export", "FileBackend", "NBDServer"]
+
+DEFAULT_ADDRESS = ("127.0.0.1", 10809)
+_READ_CHUNK = 256 * 1024
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Access(Enum):
+    """How an export may be used now: a Primary serves it read-write; a Secondary serves it
+    read-only or refuses it, whichever the resource's policy says."""
+
+    READ_WRITE = "read-write"
+    READ_ONLY = "read-only"
+    REFUSED = "refused"
+
+
+class Backend(Protocol):
+    """The storage behind one export. Methods raise OSError (its errno becomes the NBD error).
+
+    A method returns only when its effect is visible to later reads; with `fua` (and for
+    `flush`) only when it is durable."""
+
+    def size(self) -> int: ...
+
+    def access(self) -> Access: ...
+
+    async def read(self, offset: int, length: int) -> bytes: ...
+
+    async def write(self, offset: int, data: bytes, fua: bool) -> None: ...
+
+    async def flush(self) -> None: ...
+
+    async def trim(self, offset: int, length: int) -> None: ...
+
+    async def write_zeroes(
+        self, offset: int, length: int, fua: bool, no_hole: bool = False
+    ) -> None: ...
+
+
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
+_ZERO_CHUNK = bytes(1024 * 1024)
+
+
+def _libc_fallocate() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        func = libc.fallocate
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    func.restype = ctypes.c_int
+    return func
+
+
+_fallocate = _libc_fallocate()
+
+
+class FileBackend:
+    """A regular file or block device: pread/pwrite in a thread pool (they block), fdatasync for
+    FLUSH and FUA, hole punching for TRIM and WRITE_ZEROES where the kernel supports it."""
+
+    def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False, threads: int = 8):
+        self.path = os.fspath(path)
+        self.read_only = read_only
+        self._fd = os.open(self.path, (os.O_RDONLY if read_only else os.O_RDWR) | os.O_CLOEXEC)
+        mode = os.fstat(self._fd).st_mode
+        self._is_block = stat.S_ISBLK(mode)
+        self._punch = _fallocate is not None
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="nbd-file")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        os.close(self._fd)
+
+    def size(self) -> int:
+        # A block device's st_size is 0; its end is where lseek says.
+        if self._is_block:
+            return os.lseek(self._fd, 0, os.SEEK_END)
+        return os.fstat(self._fd).st_size
+
+    def access(self) -> Access:
+        return Access.READ_ONLY if self.read_only else Access.READ_WRITE
+
+    async def _run(self, func: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, func, *args)
+
+    async def read(self, offset: int, length: int) -> bytes:
+        return await self._run(self._read, offset, length)
+
+    def _read(self, offset: int, length: int) -> bytes:
+        parts = []
+        while length:
+            chunk = os.pread(self._fd, length, offset)
+            if not chunk:
+                raise OSError(errno.EIO, "short read: end of backing store")
+            parts.append(chunk)
+            offset += len(chunk)
+            length -= len(chunk)
+        return b"".join(parts)
+
+    async def write(self, offset: int, data: bytes, fua: bool) -> None:
+        await self._run(self._write, offset, data, fua)
+
+    def _write(self, offset: int, data: bytes, fua: bool) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(self._fd, view, offset)
+            view = view[n:]
+            offset += n
+        if fua:
+            os.fdatasync(self._fd)
+
+    async def flush(self) -> None:
+        await self._run(os.fdatasync, self._fd)
+
+    async def trim(self, offset: int, length: int) -> None:
+        await self._run(self._zero, offset, length, False, False)
+
+    async def write_zeroes(
+        self, offset: int, length: int, fua: bool, no_hole: bool = False
+    ) -> None:
+        await self._run(self._zero, offset, length, fua, no_hole)
+
+    def _zero(self, offset: int, length: int, fua: bool, no_hole: bool) -> None:
+        # A punched hole reads as zeroes and frees the space; NO_HOLE asks for allocated zeroes.
+        if not no_hole and self._punch and _fallocate is not None:
+            mode = _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE
+            if _fallocate(self._fd, mode, offset, length) == 0:
+                if fua:
+                    os.fdatasync(self._fd)
+                return
+            err = ctypes.get_errno()
+            if err not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise OSError(err, os.strerror(err))
+            self._punch = False  # this file system cannot; stop asking
+        end = offset + length
+        while offset < end:
+            n = os.pwrite(self._fd, _ZERO_CHUNK[: min(len(_ZERO_CHUNK), end - offset)], offset)
+            offset += n
+        if fua:
+            os.fdatasync(self._fd)
+
+
+@dataclass
+class Export:
+    """One named export. `multi_conn`: advertise CAN_MULTI_CONN (safe when a FLUSH on any
+    connection makes every completed write durable, as with one file and fdatasync)."""
+
+    name: str
+    backend: Backend
+    description: str = ""
+    multi_conn: bool = True
+
+    def info(self) -> ExportInfo:
+        access = self.backend.access()
+        return ExportInfo(
+            name=self.name,
+            size=self.backend.size(),
+            read_only=access is not Access.READ_WRITE,
+            refused=access is Access.REFUSED,
+            description=self.description,
+            multi_conn=self.multi_conn,
+        )
+
+
+@dataclass(eq=False)  # kept in a set, by identity
+class _Connection:
+    core: ServerConnection
+    writer: asyncio.StreamWriter
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    export: Export | None = None
+
+
+class NBDServer:
+    """Serve `exports` on host:port until `stop()`; `port=0` picks a free port (see `.port`)."""
+
+    def __init__(
+        self,
+        exports: Sequence[Export],
+        *,
+        host: str = DEFAULT_ADDRESS[0],
+        port: int = DEFAULT_ADDRESS[1],
+        default_export: str | None = None,
+        block_min: int = DEFAULT_BLOCK_MIN,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    ) -> None:
+        self.exports = {e.name: e for e in exports}
+        if default_export is None and len(exports) == 1:
+            # One export: clients that name none (qemu's nbd://host:port) get it.
+            default_export = exports[0].name
+        self.default_export = default_export
+        self.host = host
+        self.port = port
+        self.block_min = block_min
+        self.max_in_flight = max_in_flight
+        self._server: asyncio.Server | None = None
+        self._connections: set[_Connection] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("NBD server listening on %s:%d", self.host, self.port)
+
+    async def stop(self, grace: float = 5.0, linger: float = 0.2) -> None:
+        """Close the listener, answer new requests ESHUTDOWN, let in-flight ones finish (up to
+        `grace` seconds), give clients `linger` seconds to disconnect by themselves (proto.md's
+        soft disconnect: a client told ESHUTDOWN should send NBD_CMD_DISC), then close the
+        connections that remain."""
+        if self._server is not None:
+            self._server.close()
+        for conn in self._connections:
+            conn.core.shutdown()
+            conn.wake.set()
+        pending = [t for c in self._connections for t in c.tasks]
+        if pending:
+            await asyncio.wait(pending, timeout=grace)
+        if self._handlers and linger > 0:
+            await asyncio.wait(list(self._handlers), timeout=linger)
+        for conn in list(self._connections):
+            conn.writer.close()
+        if self._handlers:
+            await asyncio.wait(list(self._handlers), timeout=grace)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> NBDServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _snapshot(self) -> dict[str, ExportInfo]:
+        return {name: export.info() for name, export in self.exports.items()}
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            await self._serve(reader, writer)
+        finally:
+            self._handlers.discard(task)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        core = ServerConnection(
+            self._snapshot(),
+            default_export=self.default_export,
+            block_min=self.block_min,
+            max_in_flight=self.max_in_flight,
+        )
+        conn = _Connection(core, writer)
+        self._connections.add(conn)
+        if self._server is None or not self._server.is_serving():
+            core.shutdown()
+        peer = writer.get_extra_info("peername")
+        try:
+            writer.write(core.data_to_send())
+            while not core.closed:
+                await writer.drain()
+                if not core.want_read or conn.wake.is_set():
+                    # A completion freed a slot: requests the in-flight limit held back are
+                    # already buffered in the core, and the client may be waiting for them.
+                    if not core.want_read:
+                        await conn.wake.wait()
+                    conn.wake.clear()
+                    events = core.next_events()
+                else:
+                    try:
+                        data = await reader.read(_READ_CHUNK)
+                    except (ConnectionError, OSError):
+                        data = b""
+                    if not core.in_transmission:
+                        # Role changes show in the next option's answer.
+                        core.exports = self._snapshot()
+                    events = core.receive_data(data)
+                self._handle(conn, events, peer)
+                if not writer.is_closing():
+                    writer.write(core.data_to_send())
+        except (ConnectionError, OSError) as exc:
+            log.info("NBD client %s: %s", peer, exc)
+        finally:
+            # DISC and EOF still let outstanding requests finish (proto.md), replies included.
+            if conn.tasks:
+                await asyncio.wait(list(conn.tasks))
+            if not writer.is_closing():
+                with contextlib.suppress(ConnectionError, OSError):
+                    writer.write(core.data_to_send())
+                    await writer.drain()
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+            self._connections.discard(conn)
+
+    def _handle(self, conn: _Connection, events: list[Event], peer: object) -> None:
+        for event in events:
+            if isinstance(event, Request):
+                assert conn.export is not None
+                task = asyncio.create_task(self._execute(conn, conn.export, event))
+                conn.tasks.add(task)
+                task.add_done_callback(conn.tasks.discard)
+            elif isinstance(event, Negotiated):
+                conn.export = self.exports[event.export.name]
+                log.info("NBD client %s uses export %r", peer, event.export.name)
+            elif isinstance(event, Closed):
+                level = logging.INFO if event.clean else logging.WARNING
+                log.log(level, "NBD client %s: %s", peer, event.reason)
+
+    async def _execute(self, conn: _Connection, export: Export, req: Request) -> None:
+        backend = export.backend
+        data = b""
+        error = NBDError.OK
+        try:
+            access = backend.access()
+            if access is Access.REFUSED:
+                # Demoted and refusing: ask the client to go away.
+                error = NBDError.ESHUTDOWN
+            elif access is Access.READ_ONLY and req.command in (
+                Command.WRITE,
+                Command.TRIM,
+                Command.WRITE_ZEROES,
+            ):
+                # Advertised writable, but the role changed since the handshake.
+                error = NBDError.EPERM
+            elif req.command is Command.READ:
+                data = await backend.read(req.offset, req.length)
+                if len(data) != req.length:
+                    raise OSError(errno.EIO, f"backend returned {len(data)} bytes")
+            elif req.command is Command.WRITE:
+                await backend.write(req.offset, req.data, req.fua)
+            elif req.command is Command.FLUSH:
+                await backend.flush()
+            elif req.command is Command.TRIM:
+                await backend.trim(req.offset, req.length)
+                if req.fua:
+                    await backend.flush()
+            elif req.command is Command.WRITE_ZEROES:
+                await backend.write_zeroes(req.offset, req.length, req.fua, req.no_hole)
+        except OSError as exc:
+            error = error_from_errno(exc.errno)
+            log.warning("NBD %s at %d+%d: %s", req.command.name, req.offset, req.length, exc)
+        except Exception:
+            log.exception("NBD %s failed", req.command.name)
+            error = NBDError.EIO
+        conn.core.complete(req.cookie, error, data if error == NBDError.OK else b"")
+        if not conn.writer.is_closing():
+            conn.writer.write(conn.core.data_to_send())
+        conn.wake.set()
