@@ -1,0 +1,634 @@
+"""The replication peer protocol: framed messages between two replica daemons on one stream.
+
+Every frame is a 20-byte header followed by `length` bytes of body:
+
+    magic u32 | type u16 | reserved u16 (zero) | length u32 | sequence u64     (big-endian)
+
+`sequence` counts frames per direction from 1; the decoder checks it, so a lost, duplicated or
+reordered frame (which a stream must never produce) is caught as a WireError rather than
+silently acted on. Bodies are fixed-layout structs with length-prefixed strings/bytes and a raw
+tail for payloads. The format is hastack's own (not DRBD's on-wire protocol).
+
+Decoding is strict: bad magic, a non-zero reserved field, an unknown type, a length over the
+limit, a body that is short, too long or carries invalid values all raise WireError naming what
+was wrong. Nothing else escapes the decoder, whatever bytes it is fed (the fuzz tests hold it
+to that).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from hastack.replica.states import DiskState, Role
+
+MAGIC = 0x48535250  # "HSRP"
+HEADER = struct.Struct(">IHHIQ")
+HEADER_SIZE = HEADER.size
+PROTOCOL_VERSION = 1
+MAX_BODY = 16 * 1024 * 1024  # a 1 MiB write plus headroom; bitmaps are sent as runs
+_U64 = (1 << 64) - 1
+
+
+class WireError(ValueError):
+    """A frame that cannot be decoded; the message says what was wrong."""
+
+
+# --- data integrity digests ----------------------------------------------------------------
+
+
+def _crc32c_table() -> tuple[int, ...]:
+    table = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return tuple(table)
+
+
+_CRC32C = _crc32c_table()
+
+
+def _crc32c(data: bytes) -> int:
+    # Pure Python: no crc32c module is installed; only data-integrity-alg crc32c pays this.
+    crc = 0xFFFFFFFF
+    table = _CRC32C
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def integrity_digest(alg: str, payload: bytes) -> bytes:
+    """The data-integrity-alg digest of a write's payload (drbd.conf's digest names)."""
+    if alg == "crc32":
+        return zlib.crc32(payload).to_bytes(4, "big")
+    if alg == "crc32c":
+        return _crc32c(payload).to_bytes(4, "big")
+    try:
+        return hashlib.new(alg, payload).digest()
+    except ValueError as exc:
+        raise ValueError(f"unknown data-integrity-alg {alg!r}") from exc
+
+
+# --- body reading/writing helpers ----------------------------------------------------------
+
+
+class _Reader:
+    __slots__ = ("_data", "_pos", "_what")
+
+    def __init__(self, data: bytes, what: str) -> None:
+        self._data = data
+        self._pos = 0
+        self._what = what
+
+    def take(self, n: int) -> bytes:
+        end = self._pos + n
+        if end > len(self._data):
+            raise WireError(
+                f"{self._what}: body truncated (needs {end} bytes, has {len(self._data)})"
+            )
+        chunk = self._data[self._pos : end]
+        self._pos = end
+        return chunk
+
+    def unpack(self, fmt: struct.Struct) -> tuple[int, ...]:
+        return fmt.unpack(self.take(fmt.size))
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def blob8(self) -> bytes:
+        return self.take(self.u8())
+
+    def blob16(self) -> bytes:
+        (n,) = self.unpack(_H)
+        return self.take(n)
+
+    def text16(self) -> str:
+        raw = self.blob16()
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise WireError(f"{self._what}: text is not UTF-8") from exc
+
+    def rest(self) -> bytes:
+        chunk = self._data[self._pos :]
+        self._pos = len(self._data)
+        return chunk
+
+    def done(self) -> None:
+        if self._pos != len(self._data):
+            raise WireError(f"{self._what}: {len(self._data) - self._pos} trailing bytes in body")
+
+
+_H = struct.Struct(">H")
+
+
+def _blob8(data: bytes) -> bytes:
+    if len(data) > 255:
+        raise ValueError("field longer than 255 bytes")
+    return bytes([len(data)]) + data
+
+
+def _blob16(data: bytes) -> bytes:
+    if len(data) > 0xFFFF:
+        raise ValueError("field longer than 65535 bytes")
+    return _H.pack(len(data)) + data
+
+
+def _enum(kind: type[enum.IntEnum], value: int, what: str) -> enum.IntEnum:
+    try:
+        return kind(value)
+    except ValueError as exc:
+        raise WireError(f"{what}: {value} is not a valid {kind.__name__}") from exc
+
+
+# --- messages ------------------------------------------------------------------------------
+
+
+class MsgType(enum.IntEnum):
+    HELLO = 1
+    AUTH_CHALLENGE = 2
+    AUTH_RESPONSE = 3
+    DATA = 10
+    RECV_ACK = 11  # protocol B: the peer received the write
+    WRITE_ACK = 12  # protocol C: the peer's write is on its disk
+    NEG_ACK = 13  # the peer's local write failed
+    BARRIER = 14
+    BARRIER_ACK = 15
+    BITMAP = 20
+    SYNC_UUID = 21
+    RESYNC_REQUEST = 22
+    RESYNC_DATA = 23
+    RESYNC_ACK = 24
+    OUT_OF_SYNC = 25
+    PING = 30
+    PING_ACK = 31
+    STATE = 32
+    DISCONNECT = 33
+
+
+class Message:
+    """Base of every message; subclasses define TYPE, pack() and unpack()."""
+
+    TYPE: ClassVar[MsgType]
+
+    def pack(self) -> bytes:
+        raise NotImplementedError
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> Message:
+        raise NotImplementedError
+
+
+_REGISTRY: dict[int, type[Message]] = {}
+
+
+def _register(cls: type[Message]) -> type[Message]:
+    _REGISTRY[cls.TYPE] = cls
+    return cls
+
+
+# Hello flags
+HELLO_DISCARD_MY_DATA = 1
+HELLO_CRASHED_PRIMARY = 2
+_HELLO = struct.Struct(">IIBBQQQQQQ")
+
+
+@_register
+@dataclass(frozen=True)
+class Hello(Message):
+    """What a side says about itself once authenticated: enough for handshake.sync_handshake."""
+
+    TYPE: ClassVar[MsgType] = MsgType.HELLO
+    node: str
+    role: Role
+    disk: DiskState
+    size: int  # bytes
+    current: int
+    bitmap: int
+    history: tuple[int, int]
+    dirty: int  # bits set in the sender's bitmap
+    flags: int = 0
+    version: int = PROTOCOL_VERSION
+
+    def pack(self) -> bytes:
+        fixed = _HELLO.pack(
+            self.version,
+            self.flags,
+            self.role,
+            self.disk,
+            self.size,
+            self.current,
+            self.bitmap,
+            self.history[0],
+            self.history[1],
+            self.dirty,
+        )
+        return fixed + _blob16(self.node.encode())
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> Hello:
+        version, flags, role, disk, size, cur, bm, h0, h1, dirty = r.unpack(_HELLO)
+        return cls(
+            node=r.text16(),
+            role=Role(_enum(Role, role, "hello")),
+            disk=DiskState(_enum(DiskState, disk, "hello")),
+            size=size,
+            current=cur,
+            bitmap=bm,
+            history=(h0, h1),
+            dirty=dirty,
+            flags=flags,
+            version=version,
+        )
+
+
+@_register
+@dataclass(frozen=True)
+class AuthChallenge(Message):
+    TYPE: ClassVar[MsgType] = MsgType.AUTH_CHALLENGE
+    nonce: bytes
+
+    def pack(self) -> bytes:
+        return _blob8(self.nonce)
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> AuthChallenge:
+        return cls(r.blob8())
+
+
+@_register
+@dataclass(frozen=True)
+class AuthResponse(Message):
+    TYPE: ClassVar[MsgType] = MsgType.AUTH_RESPONSE
+    digest: bytes
+
+    def pack(self) -> bytes:
+        return _blob8(self.digest)
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> AuthResponse:
+        return cls(r.blob8())
+
+
+# Data flags
+DATA_FUA = 1
+DATA_FLUSH = 2
+_DATA = struct.Struct(">QQII")
+
+
+@_register
+@dataclass(frozen=True)
+class Data(Message):
+    """An application write mirrored to the peer. `seq` names it in acks; `epoch` is the
+    barrier epoch it belongs to."""
+
+    TYPE: ClassVar[MsgType] = MsgType.DATA
+    offset: int
+    seq: int
+    epoch: int
+    flags: int
+    payload: bytes
+    digest: bytes = b""  # data-integrity-alg digest of payload; empty when not configured
+
+    def pack(self) -> bytes:
+        head = _DATA.pack(self.offset, self.seq, self.epoch, self.flags)
+        return head + _blob8(self.digest) + self.payload
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> Data:
+        offset, seq, epoch, flags = r.unpack(_DATA)
+        digest = r.blob8()
+        return cls(offset, seq, epoch, flags, r.rest(), digest)
+
+
+_SEQ = struct.Struct(">Q")
+
+
+@dataclass(frozen=True)
+class _SeqMessage(Message):
+    seq: int
+
+    def pack(self) -> bytes:
+        return _SEQ.pack(self.seq)
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> _SeqMessage:
+        return cls(*r.unpack(_SEQ))
+
+
+@_register
+@dataclass(frozen=True)
+class RecvAck(_SeqMessage):
+    TYPE: ClassVar[MsgType] = MsgType.RECV_ACK
+
+
+@_register
+@dataclass(frozen=True)
+class WriteAck(_SeqMessage):
+    TYPE: ClassVar[MsgType] = MsgType.WRITE_ACK
+
+
+@_register
+@dataclass(frozen=True)
+class NegAck(_SeqMessage):
+    TYPE: ClassVar[MsgType] = MsgType.NEG_ACK
+
+
+_EPOCH = struct.Struct(">II")
+
+
+@dataclass(frozen=True)
+class _EpochMessage(Message):
+    epoch: int
+    writes: int  # how many writes the epoch held: a cross-check for the receiver
+
+    def pack(self) -> bytes:
+        return _EPOCH.pack(self.epoch, self.writes)
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> _EpochMessage:
+        return cls(*r.unpack(_EPOCH))
+
+
+@_register
+@dataclass(frozen=True)
+class Barrier(_EpochMessage):
+    TYPE: ClassVar[MsgType] = MsgType.BARRIER
+
+
+@_register
+@dataclass(frozen=True)
+class BarrierAck(_EpochMessage):
+    TYPE: ClassVar[MsgType] = MsgType.BARRIER_ACK
+
+
+_BITMAP = struct.Struct(">QBI")
+_RUN = struct.Struct(">QQ")
+MAX_RUNS = (MAX_BODY - _BITMAP.size) // _RUN.size
+
+
+@_register
+@dataclass(frozen=True)
+class BitmapRuns(Message):
+    """A bitmap as its dirty runs (start, stop), compact for the usual sparse case. `last`
+    marks the final chunk of a bitmap sent in several."""
+
+    TYPE: ClassVar[MsgType] = MsgType.BITMAP
+    nbits: int
+    runs: tuple[tuple[int, int], ...]
+    last: bool = True
+
+    def pack(self) -> bytes:
+        parts = [_BITMAP.pack(self.nbits, int(self.last), len(self.runs))]
+        parts.extend(_RUN.pack(start, stop - start) for start, stop in self.runs)
+        return b"".join(parts)
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> BitmapRuns:
+        nbits, last, count = r.unpack(_BITMAP)
+        if last > 1:
+            raise WireError(f"bitmap: last flag {last} is not 0 or 1")
+        runs = []
+        previous = 0
+        for _ in range(count):
+            start, length = r.unpack(_RUN)
+            stop = start + length
+            # Runs must be sorted, non-empty, disjoint and inside the bitmap: anything else
+            # would be a peer describing blocks that do not exist.
+            if length == 0 or start < previous or stop > nbits:
+                raise WireError(f"bitmap: run [{start}, {stop}) is invalid for {nbits} bits")
+            runs.append((start, stop))
+            previous = stop
+        return cls(nbits, tuple(runs), bool(last))
+
+
+@_register
+@dataclass(frozen=True)
+class SyncUuid(Message):
+    """The sync source's new bitmap identifier: the target adopts it as its current one."""
+
+    TYPE: ClassVar[MsgType] = MsgType.SYNC_UUID
+    uuid: int
+
+    def pack(self) -> bytes:
+        return _SEQ.pack(self.uuid)
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> SyncUuid:
+        return cls(*r.unpack(_SEQ))
+
+
+_RANGE = struct.Struct(">QI")
+
+
+@dataclass(frozen=True)
+class _RangeMessage(Message):
+    offset: int
+    length: int
+
+    def pack(self) -> bytes:
+        return _RANGE.pack(self.offset, self.length)
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> _RangeMessage:
+        return cls(*r.unpack(_RANGE))
+
+
+@_register
+@dataclass(frozen=True)
+class ResyncRequest(_RangeMessage):
+    TYPE: ClassVar[MsgType] = MsgType.RESYNC_REQUEST
+
+
+@_register
+@dataclass(frozen=True)
+class OutOfSync(_RangeMessage):
+    TYPE: ClassVar[MsgType] = MsgType.OUT_OF_SYNC
+
+
+_RESYNC_ACK = struct.Struct(">QIB")
+
+
+@_register
+@dataclass(frozen=True)
+class ResyncAck(Message):
+    TYPE: ClassVar[MsgType] = MsgType.RESYNC_ACK
+    offset: int
+    length: int
+    ok: bool = True
+
+    def pack(self) -> bytes:
+        return _RESYNC_ACK.pack(self.offset, self.length, int(self.ok))
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> ResyncAck:
+        offset, length, ok = r.unpack(_RESYNC_ACK)
+        if ok > 1:
+            raise WireError(f"resync ack: ok flag {ok} is not 0 or 1")
+        return cls(offset, length, bool(ok))
+
+
+_OFFSET = struct.Struct(">Q")
+
+
+@_register
+@dataclass(frozen=True)
+class ResyncData(Message):
+    TYPE: ClassVar[MsgType] = MsgType.RESYNC_DATA
+    offset: int
+    payload: bytes
+
+    def pack(self) -> bytes:
+        return _OFFSET.pack(self.offset) + self.payload
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> ResyncData:
+        (offset,) = r.unpack(_OFFSET)
+        return cls(offset, r.rest())
+
+
+@dataclass(frozen=True)
+class _Empty(Message):
+    def pack(self) -> bytes:
+        return b""
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> _Empty:
+        return cls()
+
+
+@_register
+@dataclass(frozen=True)
+class Ping(_Empty):
+    TYPE: ClassVar[MsgType] = MsgType.PING
+
+
+@_register
+@dataclass(frozen=True)
+class PingAck(_Empty):
+    TYPE: ClassVar[MsgType] = MsgType.PING_ACK
+
+
+@_register
+@dataclass(frozen=True)
+class StateChange(Message):
+    TYPE: ClassVar[MsgType] = MsgType.STATE
+    role: Role
+    disk: DiskState
+
+    def pack(self) -> bytes:
+        return bytes([self.role, self.disk])
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> StateChange:
+        role, disk = r.take(2)
+        return cls(Role(_enum(Role, role, "state")), DiskState(_enum(DiskState, disk, "state")))
+
+
+@_register
+@dataclass(frozen=True)
+class Disconnect(Message):
+    TYPE: ClassVar[MsgType] = MsgType.DISCONNECT
+    reason: str = ""
+
+    def pack(self) -> bytes:
+        return _blob16(self.reason.encode())
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> Disconnect:
+        return cls(r.text16())
+
+
+# --- framing -------------------------------------------------------------------------------
+
+
+def encode(message: Message, sequence: int) -> bytes:
+    body = message.pack()
+    if len(body) > MAX_BODY:
+        raise ValueError(f"{type(message).__name__} body of {len(body)} bytes is over {MAX_BODY}")
+    return HEADER.pack(MAGIC, message.TYPE, 0, len(body), sequence) + body
+
+
+def _decode_header(header: bytes, max_body: int) -> tuple[type[Message], int, int]:
+    magic, mtype, reserved, length, sequence = HEADER.unpack(header)
+    if magic != MAGIC:
+        raise WireError(f"bad magic {magic:#010x} (expected {MAGIC:#010x})")
+    if reserved:
+        raise WireError(f"reserved header field is {reserved:#x}, not zero")
+    cls = _REGISTRY.get(mtype)
+    if cls is None:
+        raise WireError(f"unknown message type {mtype}")
+    if length > max_body:
+        raise WireError(f"{cls.__name__} body of {length} bytes is over the limit of {max_body}")
+    return cls, length, sequence
+
+
+def _decode_body(cls: type[Message], body: bytes) -> Message:
+    reader = _Reader(body, cls.__name__)
+    message = cls.unpack(reader)
+    reader.done()
+    return message
+
+
+def decode(frame: bytes, *, max_body: int = MAX_BODY) -> tuple[Message, int]:
+    """Decode exactly one whole frame; returns (message, sequence)."""
+    if len(frame) < HEADER_SIZE:
+        raise WireError(f"frame truncated: {len(frame)} bytes, header needs {HEADER_SIZE}")
+    cls, length, sequence = _decode_header(frame[:HEADER_SIZE], max_body)
+    if len(frame) != HEADER_SIZE + length:
+        raise WireError(
+            f"{cls.__name__} frame is {len(frame)} bytes, header says {HEADER_SIZE + length}"
+        )
+    return _decode_body(cls, frame[HEADER_SIZE:]), sequence
+
+
+@dataclass
+class Decoder:
+    """Incremental decoder for one direction of a stream: feed bytes, get whole messages.
+    After a WireError the stream is unusable (the connection must be dropped)."""
+
+    max_body: int = MAX_BODY
+    expected_sequence: int = 1
+    _buffer: bytearray = field(default_factory=bytearray)
+
+    def feed(self, data: bytes) -> list[Message]:
+        self._buffer += data
+        return list(self._drain())
+
+    def _drain(self) -> Iterator[Message]:
+        buf = self._buffer
+        while len(buf) >= HEADER_SIZE:
+            cls, length, sequence = _decode_header(bytes(buf[:HEADER_SIZE]), self.max_body)
+            if sequence != self.expected_sequence:
+                raise WireError(f"frame sequence {sequence}, expected {self.expected_sequence}")
+            if len(buf) < HEADER_SIZE + length:
+                return
+            body = bytes(buf[HEADER_SIZE : HEADER_SIZE + length])
+            del buf[: HEADER_SIZE + length]
+            self.expected_sequence += 1
+            yield _decode_body(cls, body)
+
+    @property
+    def pending(self) -> int:
+        """Bytes buffered but not yet a whole frame."""
+        return len(self._buffer)
+
+
+@dataclass
+class Encoder:
+    """Numbers the frames of one direction."""
+
+    next_sequence: int = 1
+
+    def encode(self, message: Message) -> bytes:
+        frame = encode(message, self.next_sequence)
+        self.next_sequence = (self.next_sequence + 1) & _U64
+        return frame
