@@ -1,7 +1,7 @@
 """The Jepsen-style run (`hastack.lab.jepsen`): its checks on made-up histories, its observer
 and counter on real namespaces, and one bounded run against a fenced 3-node cluster.
 
-The run's nemesis lasts HASTACK_JEPSEN_DURATION seconds (default 150) with the seed
+The run's nemesis lasts HASTACK_JEPSEN_DURATION seconds (default 90) with the seed
 HASTACK_JEPSEN_SEED (default: a random one, printed, so that a failing run can be repeated);
 longer runs are made by hand with `python -m hastack.lab.jepsen` (docs/jepsen.md)."""
 
@@ -242,7 +242,7 @@ def test_the_observer_sees_two_holders_and_two_arp_answers(tmp_path: Path) -> No
 # ---------------------------------------------------------------------- the run
 def test_random_faults_never_make_the_service_active_on_two_nodes(tmp_path: Path) -> None:
     seed = int(os.environ.get("HASTACK_JEPSEN_SEED") or random.SystemRandom().randrange(1 << 31))
-    duration = float(os.environ.get("HASTACK_JEPSEN_DURATION") or 150)
+    duration = float(os.environ.get("HASTACK_JEPSEN_DURATION") or 90)
     print(f"jepsen: seed {seed} (HASTACK_JEPSEN_SEED={seed} repeats this nemesis)")
     cfg = jepsen.Config(duration=duration, seed=seed, report=tmp_path / "jepsen.json")
     report = jepsen.run(cfg)
