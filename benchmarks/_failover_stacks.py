@@ -657,7 +657,7 @@ class HeartbeatStack(Stack):
         return {n: str(self.hb.log_path(n)) for n in self.nodes}
 
 
-class HastackWatchdogStack(HastackStack):
+class HastackWatchdogStack(HastackFencePowerStack):
     """hastack with watchdog self-fencing: three nodes (two_node cannot use it: a cut-off
     node keeps quorum), each feeding a stand-in watchdog that powers its lab host off when
     it is not fed in time (:class:`hastack.lab.watchdog.StandInWatchdog`; this machine has
@@ -682,6 +682,9 @@ class HastackWatchdogStack(HastackStack):
           <nvpair id="wd-check" name="pcmk_host_check" value="none"/>
         </instance_attributes>
       </primitive>"""
+
+    def fence_delay(self) -> str | None:
+        return None  # three nodes: the majority fences at once
 
     def watchdog_timeout(self) -> float:
         return 2.0 * self.device_timeout
@@ -708,18 +711,8 @@ class HastackWatchdogStack(HastackStack):
         return t
 
     def recover(self, kind: Fault, node: str) -> None:
-        assert self.lab is not None and self.cluster is not None
-        if kind == "cut":
-            self.lab.heal(node)
-            if self.cluster[node].running:
-                return
-            reset = self.cluster[node].process  # its watchdog reset it: its daemon died
-            if reset is not None:
-                reset.reap()
-        self.dogs[node].power_cycle()
-        self.lab[node].power_on()
-        self.start_listener(node)
-        self.power_on_node(node)
+        self.dogs[node].power_cycle()  # a reset machine comes back with its watchdog off
+        super().recover(kind, node)
 
     def close(self) -> None:
         for dog in self.dogs.values():
