@@ -57,12 +57,18 @@ def _total(results: list[SimResult], key: str) -> float:
 def test_two_thousand_fencing_seeds_never_run_a_resource_twice() -> None:
     """The CI sweep: 2-node (two_node, the fence race) and 3-node clusters under crash,
     pause (the DC paused past its lease among them), symmetric, asymmetric and flapping
-    partitions, loss, delay, reordering, duplication, drift, and device failures."""
+    partitions, loss, delay, reordering, duplication, drift, and device failures; a share
+    of them with a quorum server (instead of two_node) that crashes and is cut off."""
     started = time.monotonic()
     seeds = range(FIRST_SEED, FIRST_SEED + SEEDS)
     results = list(run_seeds(seeds, FENCING, jobs=2, nodes_cycle=(2, 3, 3)))
     elapsed = time.monotonic() - started
-    print(f"\nfencing sweep: {len(results)} seeds in {elapsed:.1f}s ({elapsed / SEEDS:.3f}s/seed)")
+    with_server = [r for r in results if "qserver_lease_s" in r.stats]
+    print(
+        f"\nfencing sweep: {len(results)} seeds in {elapsed:.1f}s ({elapsed / SEEDS:.3f}s/seed); "
+        f"{len(with_server)} with a quorum server, {_total(results, 'qserver_downs'):.0f} "
+        "crashes of it"
+    )
     failing = [r for r in results if r.violations]
     assert not failing, f"{len(failing)} of {len(results)} seeds fail\n{_report(results)}"
     assert len(results) == SEEDS
@@ -75,8 +81,14 @@ def test_two_thousand_fencing_seeds_never_run_a_resource_twice() -> None:
     assert _total(results, "checks_fence_move") > SEEDS
     assert _total(results, "checks_minority") > 0
     assert sum(1 for r in results if r.stats["checks_crm_converge"] > 0) > 0.9 * SEEDS
-    two_node = [r for r in results if r.config.nodes == 2]
+    two_node = [r for r in results if r.config.nodes == 2 and "qserver_lease_s" not in r.stats]
     assert _total(two_node, "powered_off") > len(two_node) / 10  # the fence race is run
+    # the quorum server: in a share of the seeds, crashed in many of them; and every
+    # fencing the controllers asked for was checked for quorum
+    assert len(with_server) > SEEDS / 20
+    assert _total(with_server, "qserver_downs") > SEEDS / 40
+    assert _total(with_server, "qserver_votes_lost") > 0
+    assert _total(results, "checks_fence_quorum") > SEEDS / 10
 
 
 def test_four_and_five_node_clusters_with_fencing() -> None:

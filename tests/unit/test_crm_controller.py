@@ -469,3 +469,33 @@ def test_quorum_lost_for_less_than_the_grace_stops_nothing() -> None:
     assert [(e.spec.resource, e.spec.action, e.tag) for e in stops] == [
         ("ip", "stop", ("quorum", "ip"))
     ]
+
+
+def test_the_first_result_of_each_order_of_a_recurring_monitor_reaches_the_dc() -> None:
+    """A DC that re-runs a transition orders a monitor again while the first order's run is
+    still going: that run's rc 0 must not swallow the second order's first rc 0 (the DC waits
+    for it), while an unchanged result of a later run of the same order is not news."""
+    ctl = Controller("n2", {"n1": "1", "n2": "2"}, CIB)
+    ctl.membership_changed(MembershipView("n1", 1, False, ("n1", "n2"), True), 1.0, 1.0)
+    join = {"t": "join", "term": 1, "tenure": 1, "version": [0, 5, 0]}
+    ctl.receive("n1", json.dumps(join).encode(), 1.0, 1.0)
+    monitor = {
+        "operation_key": "ip_monitor_10000",
+        "operation": "monitor",
+        "interval": "10000",
+        "call-id": "5",
+        "rc-code": "0",
+        "op-status": "0",
+    }
+
+    def results(tag: object, now: float) -> list[dict[str, Any]]:
+        effects = ctl.op_completed(monitor, "ocf:heartbeat:IPaddr2", tag, now, now)
+        sent = [json.loads(e.payload) for e in effects if isinstance(e, SendMessage)]
+        return [m for m in sent if m.get("t") == "result"]
+
+    (first,) = results(("tx", 1, 3, 0, ""), 2.0)
+    assert first["report"]["transition"] == "3"
+    assert results(None, 12.0) == []  # the same order's next run, unchanged
+    (second,) = results(("tx", 1, 4, 0, ""), 12.5)  # the new order's first result
+    assert second["report"]["transition"] == "4"
+    assert results(None, 22.5) == []

@@ -91,3 +91,20 @@ def test_a_dc_proves_a_fresh_quorum_before_it_fences_and_a_cut_off_dc_cannot() -
         net.run_until(net.now + 0.05)
     assert proofs and not any(proofs)
     assert core.quorum_acked_since(cut_at, net.now) is None
+
+
+def test_a_grant_for_both_sites_counts_for_neither_half_after_a_cut() -> None:
+    """The server granted its vote to the partition {n1,n2}: both nodes hold the grant. Cut
+    in two, neither site may count it with its own vote alone (until the server grants it
+    again, for that site): both would lead while the grants last (found by the simulator)."""
+    net = Net(qparams(2))
+    net.start()
+    net.run_until(3.0)
+    for name, core in net.cores.items():
+        net.deliver(name, core.quorum_device(net.now + 2.0, net.now))
+    net.run_until(3.5)
+    assert len(net.dc()) == 1
+    net.allow = lambda src, dst, link: False  # n1 | n2, and the grants are not renewed
+    net.run_until(6.0)  # Net checks after every step that there are never two DCs
+    assert net.dc() == []
+    assert not any(core.quorate(net.now) for core in net.cores.values())

@@ -278,7 +278,8 @@ class Controller:
         # node side
         self.history: dict[str, dict[str, dict[str, str]]] = {}  # rsc -> op id -> report
         self.agents: dict[str, tuple[str | None, str | None, str | None]] = {}
-        self.last_reported: dict[tuple[str, str], str] = {}  # (rsc, op key) -> rc
+        # (rsc, op key) -> (rc, the order it answers: transition, term)
+        self.last_reported: dict[tuple[str, str], tuple[str, tuple[str, str]]] = {}
         self.cib_document: bytes = config  # the newest whole CIB this node knows
         self.specs: dict[str, AgentCallSpec] = {}  # rsc -> its last call from the DC
         self.generations: dict[str, int] = {}  # the messaging generation heard of each node
@@ -477,9 +478,13 @@ class Controller:
                     self.last_reported.pop((rsc, entry.get("operation_key", "")), None)
         one_shot = interval == "0"
         rc = report.get("rc-code", "")
-        if not one_shot and self.last_reported.get((rsc, key)) == rc:
-            return []  # a recurring result that did not change is not news
-        self.last_reported[(rsc, key)] = rc
+        # A recurring result that did not change is not news, unless it is the first of an
+        # order: a transition waits for that, even when an earlier order of the same
+        # operation (still running when this one came) reported the same rc just before.
+        reported = (rc, (info.get("transition", ""), info.get("term", "")))
+        if not one_shot and self.last_reported.get((rsc, key)) == reported:
+            return []
+        self.last_reported[(rsc, key)] = reported
         message = {
             "t": "result",
             "term": self.view.term,

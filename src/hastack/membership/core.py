@@ -122,8 +122,10 @@ class MembershipCore:
         self.expected_tick = now
         self.grace_until = -INF  # after a stall, no node is declared dead until this time
         self.all_seen = not params.wait_for_all
-        # the quorum server's vote for our partition, valid until then (see quorum_device)
+        # the quorum server's vote for our partition, valid until then (see quorum_device),
+        # and the members of the partition it was granted for
         self.q_until = -INF
+        self.q_members: frozenset[str] = frozenset()
         # an operator's override of the expected votes (hastack quorum force); None: none
         self.expected_override: int | None = None
         self.fenced: set[str] = set()
@@ -415,8 +417,16 @@ class MembershipCore:
         reported, valid until `until` on this node's clock (None: not held). The client
         counts a grant from the time it sent the report the server answered, and the server
         gives the vote to another partition only after that: two partitions never both
-        count it. A DC whose lease needs it keeps the lease no longer than the vote."""
+        count it. A DC whose lease needs it keeps the lease no longer than the vote.
+
+        SAFETY: every member of the partition the server granted holds the grant. Cut in
+        two, each side would count it with its own votes until its membership changes (a
+        relayed DC's list stays fresh for a deadtime; a DC's lease, once extended, stays):
+        the vote counts only for a set of votes that includes every member of that
+        partition (the members this node reports now, as the daemon hands them to the
+        client before it asks), which two disjoint sides never both have."""
         self.q_until = -INF if until is None else until
+        self.q_members = frozenset(self.members(now)[0]) if until is not None else frozenset()
         if self.leader is not None:
             self._extend_lease(now)
         return self.tick(now) if until is not None else []
@@ -438,8 +448,14 @@ class MembershipCore:
             return self.expected_override
         return self.params.total_votes
 
-    def _qvote(self, now: float) -> int:
-        return 1 if now < self.q_until and self.expected_override is None else 0
+    def _qvote(self, now: float, voters: set[str] | tuple[str, ...] | None = None) -> int:
+        """The quorum server's vote (0 or 1) for `voters`, if they include every member of the
+        partition it was granted for (None: whether it is held at all)."""
+        if now >= self.q_until or self.expected_override is not None:
+            return 0
+        if voters is not None and not self.q_members.issubset(voters):
+            return 0
+        return 1
 
     def leave(self, now: float) -> list[Effect]:
         """Clean shutdown: give up the DC lease and tell the peers we are going."""
@@ -674,7 +690,7 @@ class MembershipCore:
             return False  # wait_for_all: not until every node was seen at once
         dc, members, _ = self._fresh_dc(now)
         if dc is not None:
-            qvote = self._qvote(now) if self.name in members else 0
+            qvote = self._qvote(now, members) if self.name in members else 0
             has_quorum = self._votes_of(members) + qvote >= self.quorum()
             if dc == self.name or has_quorum:
                 return self.name in members and has_quorum
@@ -684,7 +700,8 @@ class MembershipCore:
             # not decide our quorum, what we hear does, as when there is no DC. Otherwise
             # the majority would stop its resources for the heartbeat it takes the DC to
             # readmit it.
-        return self._votes_of(self._local_view(now)) + self._qvote(now) >= self.quorum()
+        view = self._local_view(now)
+        return self._votes_of(view) + self._qvote(now, view) >= self.quorum()
 
     # ---- heartbeats ---------------------------------------------------------------------------
 
@@ -890,7 +907,8 @@ class MembershipCore:
         if cand is None or msg.to != self.name or msg.term != cand.term:
             return []
         (cand.granted if msg.ok else cand.refused).add(peer.name)
-        votes = self._lease_votes(cand.granted | {self.name}) + self._qvote(now)
+        voters = cand.granted | {self.name}
+        votes = self._lease_votes(voters) + self._qvote(now, voters | self.fenced)
         if votes > self._total_votes() / 2:
             return self._become_dc(now)
         return []
@@ -931,16 +949,17 @@ class MembershipCore:
         """Lease end = send time of the newest round a quorum of votes acknowledged + dc_lease."""
         leader = self.leader
         assert leader is not None
-        weighted = sorted(
-            ((r, self._votes_of([v])) for v, r in leader.acks.items() if r in leader.rounds),
-            reverse=True,
-        )
+        acked = sorted(((r, v) for v, r in leader.acks.items() if r in leader.rounds), reverse=True)
         fenced_votes = self._votes_of(sorted(self.fenced))
         total, need = fenced_votes, self._total_votes() / 2
-        # The quorum server's vote may complete a majority, for no longer than it is held.
-        qvote, q_until = self._qvote(now), self.q_until
-        for round_, votes in weighted:
-            total += votes
+        # The quorum server's vote may complete a majority, for no longer than it is held,
+        # and only with the acknowledgements of every member of the partition it was granted.
+        held, q_until = self._qvote(now), self.q_until
+        voters = set(self.fenced)
+        for round_, voter in acked:
+            total += self._votes_of([voter])
+            voters.add(voter)
+            qvote = self._qvote(now, voters) if held else 0
             if total + qvote > need:
                 sent = leader.rounds[round_]
                 end = sent + self.timing.dc_lease
@@ -1113,7 +1132,8 @@ class MembershipCore:
             Log("info", "election", f"{self.name} stands for DC in term {term}", {"term": term})
         ]
         out += self._send(now, type="vreq", term=term)
-        if self._lease_votes({self.name}) + self._qvote(now) > self._total_votes() / 2:
+        alone = {self.name} | self.fenced
+        if self._lease_votes({self.name}) + self._qvote(now, alone) > self._total_votes() / 2:
             out += self._become_dc(now)
         return out
 
@@ -1198,7 +1218,8 @@ class MembershipCore:
             term=term,
             is_dc=self.is_dc(now),
             quorate=self.quorate(now),
-            votes=self._votes_of(members) + (self._qvote(now) if self.name in members else 0),
+            votes=self._votes_of(members)
+            + (self._qvote(now, members) if self.name in members else 0),
             expected_votes=self._total_votes(),
             quorum=self.quorum(),
             members=list(members),

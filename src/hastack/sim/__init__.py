@@ -6,6 +6,11 @@ network — with a simulated executor, and three more invariants are checked: no
 active twice beyond a bound derived from the timers, every resource placed exactly once
 after a stable period, and actions only on the orders of the current term's DC
 (:mod:`hastack.sim.crm`, docs/design/crm.md).
+
+With ``fencing=True`` as well (``--crm --fencing``) every node runs the real fencer against a
+simulated fence device (:mod:`hastack.sim.fencing`), and the strict invariants apply; among
+its faults, ``qserver`` gives a share of the seeds a quorum server, the real server and
+client cores over the simulated network, and crashes it (:mod:`hastack.sim.qserver`).
 """
 
 from hastack.sim.result import INVARIANTS, SimConfig, SimResult, Violation

@@ -76,8 +76,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         metavar="KIND,...",
         help=f"fault kinds to draw from (default all: {','.join(FAULT_KINDS)}; with --fencing "
-        f"also {','.join(EXTRA_KINDS)}: a partition cut and healed repeatedly, and a pause of "
-        "the DC of that moment longer than its lease)",
+        f"also {','.join(EXTRA_KINDS)}: a partition cut and healed repeatedly, a pause of "
+        "the DC of that moment longer than its lease, and a quorum server (real server and "
+        "client cores, a host of the simulated network) whose process crashes for a while; "
+        "among other kinds a share of the seeds get the server, alone every seed)",
     )
     parser.add_argument(
         "--duration",
@@ -246,11 +248,21 @@ def summarize(results: list[SimResult], elapsed: float) -> dict[str, Any]:
             "device_failures": total("device_failures"),
             "powered_off": total("powered_off"),
             "move_checks": total("checks_fence_move"),
+            "quorum_checks": total("checks_fence_quorum"),
             "minority_checks": total("checks_minority"),
             "max_minority_stop_s": most("max_minority_stop_s"),
             "minority_bound_s": most("minority_bound_s"),
         }
         if any(r.config.fencing for r in results)
+        else None,
+        "qserver": {
+            "seeds": sum(1 for s in stats if "qserver_lease_s" in s),
+            "downs": total("qserver_downs"),
+            "connects": total("qserver_connects"),
+            "votes_gained": total("qserver_votes_gained"),
+            "votes_lost": total("qserver_votes_lost"),
+        }
+        if any("qserver_lease_s" in s for s in stats)
         else None,
     }
 
@@ -302,7 +314,15 @@ def render(results: list[SimResult], summary: dict[str, Any], single: bool) -> s
             f"actions ({fencing['device_failures']} failed), {fencing['powered_off']} nodes "
             f"powered off; {fencing['move_checks']} starts checked for fence-before-move, "
             f"{fencing['minority_checks']} minority checks (slowest minority stop "
-            f"{fencing['max_minority_stop_s']} s, bound {fencing['minority_bound_s']} s)"
+            f"{fencing['max_minority_stop_s']} s, bound {fencing['minority_bound_s']} s), "
+            f"{fencing['quorum_checks']} fencings checked for quorum"
+        )
+    qserver = s.get("qserver")
+    if qserver:
+        lines.append(
+            f"  quorum server: in {qserver['seeds']} seed(s), {qserver['downs']} crashes, "
+            f"{qserver['connects']} connections, votes gained {qserver['votes_gained']} and "
+            f"lost {qserver['votes_lost']} times"
         )
     f = s["faults_injected"]
     lines.append(

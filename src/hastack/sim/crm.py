@@ -30,7 +30,9 @@ node is alive: the case fencing exists for; only a powered-off node runs nothing
 or is starting it: the one that ran it was powered off, or stopped it itself); and
 ``minority-stops`` (a node on the minority side of a stable partition runs nothing once its
 bound has passed, derived like the others: the membership's settle bound, the controller's
-quorum grace, a stop queued behind one action).
+quorum grace, a stop queued behind one action; with a quorum server, a side that reaches it
+is not a minority, and the bound has a keepalive more for the client to hear of the
+membership change that drops the vote).
 """
 
 from __future__ import annotations
@@ -739,7 +741,7 @@ class CrmWorld:
             self._check_overlap(rsc, where, since)
         if self.fencing:
             self._check_minority()
-        if world.network.active or any(n.core is None or n.paused for n in world.nodes):
+        if world.network.nodes_active or any(n.core is None or n.paused for n in world.nodes):
             return
         stable = world.now - world.last_change
         if stable <= 0:
@@ -785,7 +787,9 @@ class CrmWorld:
         without a majority of the votes runs nothing once the minority bound has passed
         since the network last changed and since the node's daemon last started or resumed
         (a paused node is skipped: it acts when it resumes, or is fenced). Not in two_node
-        clusters: there a lone node keeps quorum, and the fence race decides who is left."""
+        clusters: there a lone node keeps quorum, and the fence race decides who is left.
+        With a quorum server, the votes of a side that reaches the server include its vote
+        (whether the server gives it to that side is the server's decision)."""
         world = self.world
         if world.params.two_node:
             return
@@ -793,8 +797,20 @@ class CrmWorld:
         if groups is None or len(groups) < 2:
             self._minority_since.clear()
             return
+        bound = self.bounds.minority
+        reach: list[bool] | None = None
+        if world.qs is not None:
+            # With a quorum server, a side that reaches it may hold its vote: not a minority.
+            # A side that does not drops the vote it held when its membership changes: its
+            # client hears of the change at the node's next wake-up, within a keepalive.
+            reach = world.network.qserver_reach()
+            slow = 1.0 / (1.0 - world.timing.max_drift)
+            bound += slow * world.timing.keepalive
         for group in groups:
-            if 2 * sum(world.nodes[i].votes for i in group) > world.total_votes:
+            votes = sum(world.nodes[i].votes for i in group)
+            if reach is not None and any(reach[i] for i in group):
+                votes += 1
+            if 2 * votes > world.total_votes:
                 continue
             for i in group:
                 node, slot = world.nodes[i], self.slots[i]
@@ -807,12 +823,12 @@ class CrmWorld:
                 side = ", ".join(world.nodes[j].name for j in group)
                 if running:
                     self._minority_since.setdefault(node.name, since)
-                    if stable > self.bounds.minority:
+                    if stable > bound:
                         world.violate(
                             "minority-stops",
                             f"{node.name} is in a minority ({side}) "
                             f"of a partition stable for {stable:.3f}s (bound "
-                            f"{self.bounds.minority:.3f}s) but still runs {', '.join(running)}",
+                            f"{bound:.3f}s) but still runs {', '.join(running)}",
                         )
                 else:
                     began = self._minority_since.pop(node.name, None)
@@ -821,7 +837,7 @@ class CrmWorld:
                         self.stats["max_minority_stop_s"] = max(
                             self.stats["max_minority_stop_s"], took
                         )
-                if stable > self.bounds.minority:
+                if stable > bound:
                     self.stats["checks_minority"] += 1
 
     def _placement_problems(self) -> list[str]:

@@ -26,9 +26,16 @@ What is not simulated: the periodic device checks (``fence-check-interval``) and
 confirmations (nothing in the simulation asks for them), and reconfiguring the fencer when
 the CIB changes (the simulated cluster's configuration never does).
 
-Quorum-server loss is not simulated yet; when the membership core gains a quorum device
-(its ``quorum_device`` entry point), its loss is a fault of the scenario and needs no change
-here: fencing only reacts to what the membership and the controller ask for.
+Invariant (6) ``fence-without-quorum``, checked here: only a quorate partition fences. The
+controller asks for a fencing (requester ``controller``), and it is handed to the fencer once
+the DC proved a fresh quorum, only while the node's membership core says it is quorate. The
+exceptions by design have their own requesters: ``no-quorum-policy`` (suicide: the node
+fences itself because it lost quorum) and ``membership`` (a two_node survivor fences its
+peer: its quorum is the one vote it has).
+
+The quorum server (:mod:`hastack.sim.qserver`, the ``qserver`` fault) needs nothing here:
+fencing only reacts to what the membership and the controller ask for, and the membership
+core counts the server's vote.
 """
 
 from __future__ import annotations
@@ -114,7 +121,13 @@ class FenceWorld:
         self.slots = [FenceSlot(n.name) for n in world.nodes]
         self.failure_rate = world.rng.choice(FAILURE_RATES)
         self.stats = world.stats
-        for key in ("fence_requests", "device_actions", "device_failures", "powered_off"):
+        for key in (
+            "fence_requests",
+            "device_actions",
+            "device_failures",
+            "powered_off",
+            "checks_fence_quorum",
+        ):
             self.stats[key] = 0
         self.stats["fence_failure_rate"] = self.failure_rate
         self._config: Any = None
@@ -178,6 +191,8 @@ class FenceWorld:
         """crm_shell: a FenceRequest of the controller. The DC's fencings wait until a quorum
         acknowledged a round sent after it decided (FenceShell.release_held)."""
         if request.allow_self:
+            # a node fencing itself (no-quorum-policy=suicide, or a DC's own stonith action):
+            # allowed without quorum
             self._request(
                 node,
                 request.target,
@@ -188,6 +203,7 @@ class FenceWorld:
                 request.allow_self,
             )
             return
+        self._check_quorate(node, request.target, "asks to fence")
         slot = self.slots[node.idx]
         slot.held.append((self._now(node)[0], request))
         self.release_held(node)
@@ -245,6 +261,8 @@ class FenceWorld:
         fencer = slot.fencer
         if fencer is None:
             return
+        if requester == "controller":
+            self._check_quorate(node, target, "hands its fencer a fencing of")
         self.stats["fence_requests"] += 1
         self.stats["fences"] += 1
         world = self.world
@@ -263,6 +281,21 @@ class FenceWorld:
             ),
         )
         self._execute(node, slot, effects)
+
+    def _check_quorate(self, node: SimNode, target: str, what: str) -> None:
+        """(6) A fencing the controller asks for: the node's membership is quorate now."""
+        core: Any = node.core
+        if core is None:
+            return
+        self.stats["checks_fence_quorum"] += 1
+        local = self._now(node)[0]
+        quorate = self._guard(node, "quorate", lambda: core.quorate(local))
+        if not quorate:
+            self.world.violate(
+                "fence-without-quorum",
+                f"the controller of {node.name} {what} {target} while {node.name}'s membership "
+                "is not quorate",
+            )
 
     # ---- the fencer's effects -------------------------------------------------------------
 

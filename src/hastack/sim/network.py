@@ -3,6 +3,11 @@ duplication and blocking, from a clean baseline plus the faults active now.
 
 The conditions are recomputed only when a fault starts or ends; sending looks up one
 precomputed route list per sender (the hot path).
+
+A quorum server (`add_quorum_server`) is one more host, index `n` in the faults' pairs: it is
+no destination of the heartbeats and the messaging, only of each node's TCP connection to
+it, which runs over one link (`q_link`, the first: the server is reached over that network)
+and sees that link's conditions between the node and the server (`q_up`, `q_down`).
 """
 
 from __future__ import annotations
@@ -42,6 +47,27 @@ class Network:
         self.max_delay = BASE_DELAY[1] + BASE_JITTER
         self.active: list[NetFault] = []
         self.routes: list[list[Route]] = []
+        # the active faults that act between nodes, not only on the quorum server's paths:
+        # with none, the nodes' network is clean
+        self.nodes_active: list[NetFault] = []
+        self.q: int | None = None  # the quorum server's host index (n), when there is one
+        self.q_link = 0
+        self.q_baseline: list[tuple[tuple[float, float], tuple[float, float]]] = []
+        self.q_up: list[Route] = []  # per node: node -> quorum server
+        self.q_down: list[Route] = []  # per node: quorum server -> node
+        self._recompute()
+
+    def add_quorum_server(self, rng: random.Random) -> None:
+        """The quorum server's host: a baseline delay to and from every node on `q_link`
+        (drawn after the nodes' baselines, so theirs are those of a cluster without one)."""
+        self.q = self.n
+        self.q_baseline = [
+            (
+                (rng.uniform(*BASE_DELAY), rng.uniform(0.0, BASE_JITTER)),
+                (rng.uniform(*BASE_DELAY), rng.uniform(0.0, BASE_JITTER)),
+            )
+            for _ in range(self.n)
+        ]
         self._recompute()
 
     def add(self, fault: NetFault) -> None:
@@ -54,9 +80,11 @@ class Network:
 
     def _recompute(self) -> None:
         n = self.n
+        hosts = n if self.q is None else n + 1
+        self.nodes_active = [f for f in self.active if any(s < n and d < n for s, d in f.pairs)]
         # cond[l][s][d] = [blocked, keep (1 - loss), dup, extra delay, jitter, faulty]
         cond = [
-            [[[False, 1.0, 0.0, 0.0, 0.0, False] for _ in range(n)] for _ in range(n)]
+            [[[False, 1.0, 0.0, 0.0, 0.0, False] for _ in range(hosts)] for _ in range(hosts)]
             for _ in self.links
         ]
         for fault in self.active:
@@ -96,6 +124,33 @@ class Network:
                         )
                     )
             self.routes.append(out)
+        if self.q is not None:
+            link, q = self.links[self.q_link], self.q
+            self.q_up, self.q_down = [], []
+            for s, (up, down) in enumerate(self.q_baseline):
+                for dst, (delay, base_jitter), c, out_list in (
+                    (q, up, cond[self.q_link][s][q], self.q_up),
+                    (s, down, cond[self.q_link][q][s], self.q_down),
+                ):
+                    blocked, keep, dup, extra, jitter, faulty = c
+                    route = Route(
+                        link,
+                        dst,
+                        blocked,
+                        1.0 - keep,
+                        dup,
+                        delay + extra,
+                        max(base_jitter, jitter),
+                        faulty,
+                    )
+                    out_list.append(route)
+
+    def qserver_reach(self) -> list[bool]:
+        """Per node: whether it and the quorum server reach each other (no cut either way)."""
+        return [
+            not up.blocked and not down.blocked
+            for up, down in zip(self.q_up, self.q_down, strict=True)
+        ]
 
     def partition_groups(self) -> list[list[int]] | None:
         """The sides of the network when only symmetric partitions are active, else None.
@@ -104,10 +159,12 @@ class Network:
         sides are returned only when connectivity is transitive (every side a clique):
         heartbeat does not relay, so A-B, B-C without A-C is not a partition with sides.
         """
-        if any(f.kind != "partition" for f in self.active):
+        # (a fault only on the quorum server's paths leaves the nodes' sides as they are)
+        if any(f.kind != "partition" for f in self.nodes_active):
             return None
         n = self.n
-        blocked = [[[False] * n for _ in range(n)] for _ in self.links]
+        hosts = n if self.q is None else n + 1  # the sides are the nodes' (not the server's)
+        blocked = [[[False] * hosts for _ in range(hosts)] for _ in self.links]
         for fault in self.active:
             for li in fault.links:
                 for s, d in fault.pairs:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hastack.config.model import AuthKey, AuthKeys, NodeSpec, Timing
 from hastack.membership.params import CoreParams
 
@@ -65,3 +67,10 @@ def sim_params(
         wait_for_all=nodes == 2,
         ping=ping,
     )
+
+
+def with_quorum_server(params: CoreParams) -> CoreParams:
+    """The same cluster with ha.cf's `quorum_server` (CoreParams.from_config): one more
+    expected vote, and two_node off (as votequorum with a quorum device). wait_for_all stays
+    as it was: ha.cf's default for it is two_node's setting, whatever the server."""
+    return replace(params, quorum_device=True, two_node=False)

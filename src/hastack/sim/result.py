@@ -21,6 +21,10 @@ INVARIANTS = {
     "after that node was powered off (fenced or crashed) or stopped it itself",
     "minority-stops": "(5, fencing) a node cut off in a minority has stopped its resources "
     "within its bound (unless it was fenced first)",
+    "fence-without-quorum": "(6, fencing) only a quorate partition fences: the controller asks "
+    "for a fencing, and hands it to its fencer, only while its node's membership is quorate "
+    "(no-quorum-policy=suicide and a two_node survivor's own fencing excepted)",
+    "qserver-error": "the quorum server's core or a node's client of it raised",
 }
 
 

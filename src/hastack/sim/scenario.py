@@ -20,11 +20,28 @@ FAULT_KINDS: tuple[str, ...] = (*NET_KINDS, "crash", "pause", "drift")
 # the other modes keep their schedules: `flap` cuts and heals one partition several times in
 # a row; `dcpause` pauses whichever node is DC at that moment for longer than its lease (it
 # wakes up deposed: its old orders must be refused, and it must be fenced before its
-# resources move).
-# Quorum-server loss belongs here too once the membership core takes the quorum server's
-# vote (its quorum_device entry point): a `qserver` kind whose window the world turns into
-# quorum_device(None, now) calls on every node (the server lost) and back.
-EXTRA_KINDS: tuple[str, ...] = ("flap", "dcpause")
+# resources move); `qserver` gives the cluster a quorum server (hastack.sim.qserver: the real
+# server core on a host of its own, the real client core on every node) and crashes its
+# process for a window (its state and connections are lost; it starts again at the end).
+# Among other kinds, only a share of the seeds get a quorum server (alone, every seed gets
+# one): the others keep running two-node clusters' fence race, and the server's heartbeats
+# (a report and a vote per node every keepalive, through the real cores) make a seed that
+# has one cost about two thirds more; these shares keep the fencing sweep within about 5% of
+# its time without the server. Two sites of one node are what a quorum server is for:
+# two-node clusters get one more often.
+EXTRA_KINDS: tuple[str, ...] = ("flap", "dcpause", "qserver")
+QSERVER_SHARE = {2: 0.15}  # by node count
+QSERVER_SHARE_OTHERS = 0.04
+# The server's lease (`hastack qserver serve --lease`), x deadtime, drawn per seed; the lab's
+# quorum-server test runs 1 s at deadtime 0.5 s. Shorter than deadtime renews it more often
+# than the heartbeats go round; longer keeps a vote (and holds its move) for longer.
+QSERVER_LEASE_DEADTIMES = (0.5, 4.0)
+QSERVER_TIE_BREAKERS = ("lowest", "highest", "resources")
+# How long the server's process stays down, x deadtime: from less than a lease to several.
+QSERVER_DOWN_DEADTIMES = (0.5, 8.0)
+# With a quorum server, a drawn fault is its crash this often besides its own draw: a seed
+# is the costly part, so the seeds that have a server see it fail often.
+QSERVER_DOWN_BIAS = 0.25
 FENCING_FAULT_KINDS: tuple[str, ...] = (*FAULT_KINDS, *EXTRA_KINDS)
 
 
@@ -75,6 +92,25 @@ class RateChange:
 
 
 @dataclass(frozen=True)
+class QServerHost:
+    """The cluster's quorum server: a host of its own (index `nodes` in a NetFault's pairs,
+    a RateChange's node), reached by every node over the first link's network."""
+
+    lease: float  # --lease, seconds
+    tie_breaker: str  # --tie-breaker
+    offset: float  # its clock reading at real time 0
+    rate: float  # its initial clock rate
+
+
+@dataclass(frozen=True)
+class QServerDown:
+    """The quorum server's process crashes at `at` and is started again `duration` later."""
+
+    at: float
+    duration: float
+
+
+@dataclass(frozen=True)
 class Scenario:
     offsets: tuple[float, ...]  # each node's clock reading at real time 0
     rates: tuple[float, ...]  # each node's initial clock rate
@@ -84,6 +120,8 @@ class Scenario:
     pauses: tuple[Pause, ...]
     rate_changes: tuple[RateChange, ...]
     windows: tuple[tuple[float, float], ...]  # the fault windows, for the summary
+    qserver: QServerHost | None = None  # None: the cluster has no quorum server
+    qserver_downs: tuple[QServerDown, ...] = ()
 
 
 def parse_faults(text: str) -> tuple[str, ...]:
@@ -153,10 +191,26 @@ class ScenarioBuilder:
         self.crashes: list[Crash] = []
         self.pauses: list[Pause] = []
         self.rate_changes: list[RateChange] = []
+        self.qserver_downs: list[QServerDown] = []
+        self.hosts = nodes  # the nodes, and the quorum server when there is one
 
     def build(self) -> Scenario:
         rng, t = self.rng, self.t
         drift = "drift" in self.kinds
+        qserver = None
+        if "qserver" in self.kinds:
+            # Drawn only when asked for: the seeds of every other mix keep their schedules.
+            share = QSERVER_SHARE.get(self.n, QSERVER_SHARE_OTHERS)
+            if len(self.kinds) == 1 or rng.random() < share:
+                self.hosts = self.n + 1
+                qserver = QServerHost(
+                    lease=rng.uniform(*QSERVER_LEASE_DEADTIMES) * t.deadtime,
+                    tie_breaker=rng.choice(QSERVER_TIE_BREAKERS),
+                    offset=rng.uniform(10.0, 100000.0),
+                    rate=self._rate() if drift else 1.0,
+                )
+            else:
+                self.kinds = tuple(k for k in self.kinds if k != "qserver")
         offsets = tuple(rng.uniform(10.0, 100000.0) for _ in range(self.n))
         rates = tuple(self._rate() if drift else 1.0 for _ in range(self.n))
         start_at = tuple(rng.uniform(0.0, t.deadtime) for _ in range(self.n))
@@ -169,6 +223,8 @@ class ScenarioBuilder:
             end = at
             for _ in range(rng.randint(1, 3)):
                 kind = rng.choice(self.kinds)
+                if self.hosts > self.n and kind != "qserver" and rng.random() < QSERVER_DOWN_BIAS:
+                    kind = "qserver"
                 start = at + rng.uniform(0.0, 0.7) * length
                 end = max(end, self._fault(kind, start, at + length))
             windows.append((at, end))
@@ -182,6 +238,8 @@ class ScenarioBuilder:
             pauses=tuple(self.pauses),
             rate_changes=tuple(self.rate_changes),
             windows=tuple(windows),
+            qserver=qserver,
+            qserver_downs=tuple(self.qserver_downs),
         )
 
     def _rate(self) -> float:
@@ -214,16 +272,21 @@ class ScenarioBuilder:
                 duration = rng.uniform(1.6, 4.0) * longest
             self.pauses.append(Pause(node, start, duration, dc=True))
             return start + duration
+        if kind == "qserver":
+            duration = rng.uniform(*QSERVER_DOWN_DEADTIMES) * t.deadtime
+            self.qserver_downs.append(QServerDown(start, duration))
+            return start + duration
+        hosts = self.hosts
         if kind == "drift":
+            if hosts > self.n and rng.random() < 1 / hosts:
+                node = self.n  # the quorum server's clock
             self.rate_changes.append(RateChange(node, start, self._rate()))
             return start
         links = self._links()
         if kind == "partition":
             groups = self._groups()
             side = {i: g for g, members in enumerate(groups) for i in members}
-            pairs = tuple(
-                (s, d) for s in range(self.n) for d in range(self.n) if side[s] != side[d]
-            )
+            pairs = tuple((s, d) for s in range(hosts) for d in range(hosts) if side[s] != side[d])
             self.net.append(NetFault(kind, start, end, links, pairs, groups=groups))
             return end
         if kind == "flap":
@@ -231,9 +294,7 @@ class ScenarioBuilder:
             # or not, each heal short enough that the cluster has not settled
             groups = self._groups()
             side = {i: g for g, members in enumerate(groups) for i in members}
-            pairs = tuple(
-                (s, d) for s in range(self.n) for d in range(self.n) if side[s] != side[d]
-            )
+            pairs = tuple((s, d) for s in range(hosts) for d in range(hosts) if side[s] != side[d])
             at = start
             for _ in range(rng.randint(3, 6)):
                 cut = rng.uniform(0.3, 2.0) * t.deadtime
@@ -241,8 +302,8 @@ class ScenarioBuilder:
                 at += cut + rng.uniform(0.1, 1.0) * t.deadtime
             return at
         if kind == "asym":
-            cut = rng.sample(range(self.n), rng.randint(1, self.n - 1))
-            rest = [i for i in range(self.n) if i not in cut]
+            cut = rng.sample(range(hosts), rng.randint(1, hosts - 1))
+            rest = [i for i in range(hosts) if i not in cut]
             out_of_cut = rng.random() < 0.5
             pairs = (
                 tuple((s, d) for s in cut for d in rest)
@@ -266,15 +327,20 @@ class ScenarioBuilder:
         return (self.rng.randrange(self.links),)
 
     def _groups(self) -> tuple[tuple[int, ...], ...]:
-        order = list(range(self.n))
+        """The sides of a cut; the quorum server (when there is one) lands on one of them or
+        on a side of its own (cut off from every node)."""
+        hosts = self.hosts
+        order = list(range(hosts))
         self.rng.shuffle(order)
-        sides = 3 if self.n >= 4 and self.rng.random() < 0.25 else 2
-        cuts = sorted(self.rng.sample(range(1, self.n), sides - 1))
-        bounds = [0, *cuts, self.n]
+        # two nodes and a quorum server: three sides is each site and the server alone
+        three = hosts >= 4 or hosts > self.n
+        sides = 3 if three and self.rng.random() < 0.25 else 2
+        cuts = sorted(self.rng.sample(range(1, hosts), sides - 1))
+        bounds = [0, *cuts, hosts]
         return tuple(tuple(sorted(order[a:b])) for a, b in itertools.pairwise(bounds))
 
     def _pairs(self) -> tuple[tuple[int, int], ...]:
-        rng, n = self.rng, self.n
+        rng, n = self.rng, self.hosts
         every = [(s, d) for s in range(n) for d in range(n) if s != d]
         node = rng.randrange(n)
         scope = rng.choice(("all", "all", "from", "to", "node", "pair"))

@@ -25,6 +25,8 @@ from hastack.sim.clock import SimClock
 from hastack.sim.crm import ControllerFactory, CrmWorld, derive_crm_bounds, derive_fencing_bounds
 from hastack.sim.fencing import FenceWorld
 from hastack.sim.network import Network
+from hastack.sim.params import with_quorum_server
+from hastack.sim.qserver import Q_DOWN, Q_UP, QServerWorld
 from hastack.sim.result import SimConfig, SimResult, Violation
 from hastack.sim.scenario import (
     Crash,
@@ -177,6 +179,11 @@ class World:
             extra_warmup,
         )
         sc = self.scenario
+        if sc.qserver is not None:
+            # ha.cf's quorum_server: one more expected vote, and no two_node (as votequorum
+            # with a quorum device); the server's host joins the network
+            self.params = params = with_quorum_server(params)
+            self.network.add_quorum_server(net_rng)
         self.nodes = [
             SimNode(i, spec.name, spec.votes, SimClock(sc.offsets[i], sc.rates[i]))
             for i, spec in enumerate(params.nodes)
@@ -225,6 +232,8 @@ class World:
         # fencing (with the CRM): a real fencer per node and a simulated fence device
         self.fence: FenceWorld | None = FenceWorld(self) if config.crm and config.fencing else None
         self.crm: CrmWorld | None = CrmWorld(self, controller_factory) if config.crm else None
+        # the quorum server and every node's client of it (when the scenario has one)
+        self.qs: QServerWorld | None = QServerWorld(self, sc.qserver) if sc.qserver else None
         self._schedule_scenario()
 
     # ---- the event queue ------------------------------------------------------------------
@@ -246,6 +255,9 @@ class World:
             self.push(pause.at, PAUSE, pause.node, pause)
         for change in sc.rate_changes:
             self.push(change.at, RATE, change.node, change)
+        for down in sc.qserver_downs:
+            self.push(down.at, Q_DOWN, -1, down)
+            self.push(down.at + down.duration, Q_UP, -1, down)
         self.push(self.bounds.sample, SAMPLE, -1)
 
     def run(self) -> SimResult:
@@ -272,6 +284,8 @@ class World:
             handlers.update(self.crm.handlers())
         if self.fence is not None:
             handlers.update(self.fence.handlers())
+        if self.qs is not None:
+            handlers.update(self.qs.handlers())
         events = 0
         try:
             while queue and queue[0][0] <= self.duration:
@@ -431,6 +445,8 @@ class World:
         if node.core is None or node.paused or token != node.read_token:
             return
         self._read_inbox(node)
+        if self.qs is not None:
+            self.qs.sync(node)  # the daemon's timer: Node._on_timer
         if node.core is not None:
             self._after_step(node, node.clock.local(self.now))
 
@@ -468,6 +484,8 @@ class World:
                 self._core_error(node, f"next_deadline() stays at or before now ({local})")
         else:
             node.stuck = 0
+        if self.qs is not None:
+            self.qs.sync(node)  # the daemon's timer: Node._on_timer
 
     def _ping(self, idx: int, payload: tuple[int, str]) -> None:
         node = self.nodes[idx]
@@ -502,12 +520,12 @@ class World:
         node = self.nodes[idx]
         self._note(f"fence: {requester} powers off {node.name}")
         if node.core is not None:
-            self._kill(node, graceful=False, restart_after=restart_after)
+            self._kill(node, graceful=False, restart_after=restart_after, powered_off=True)
 
     def power_off(self, node: SimNode, restart_after: float) -> None:
         """A fence device powers `node` off (a crash); it is powered on after `restart_after`."""
         if node.core is not None:
-            self._kill(node, graceful=False, restart_after=restart_after)
+            self._kill(node, graceful=False, restart_after=restart_after, powered_off=True)
 
     def _fence_done(self, idx: int, payload: tuple[int, str]) -> None:
         node = self.nodes[idx]
@@ -557,6 +575,8 @@ class World:
         self._note(f"start {node.name} generation {node.generation}")
         if self.crm is not None:
             self.crm.boot(node)
+        if self.qs is not None:
+            self.qs.boot(node)
         self._call(node, "start", node.core.start)
 
     def _crash_event(self, idx: int, crash: Crash) -> None:
@@ -564,7 +584,11 @@ class World:
         if node.core is not None:
             self._kill(node, crash.graceful and not node.paused, crash.restart_after)
 
-    def _kill(self, node: SimNode, graceful: bool, restart_after: float) -> None:
+    def _kill(
+        self, node: SimNode, graceful: bool, restart_after: float, powered_off: bool = False
+    ) -> None:
+        """The process is gone: crashed or stopped (`graceful`: leave() first), or the
+        machine `powered_off` (then not even its kernel closes its connections)."""
         assert node.core is not None
         if graceful:
             self._note(f"stop {node.name} (leave)")
@@ -585,6 +609,8 @@ class World:
             self.crm.kill(node)
         if self.fence is not None:
             self.fence.kill(node)
+        if self.qs is not None:
+            self.qs.kill(node, powered_off)
         self.push(self.now + restart_after, RESTART, node.idx, node.down_token)
 
     def _restart(self, idx: int, token: int) -> None:
@@ -618,6 +644,8 @@ class World:
             self.crm.pause(node)
         if self.fence is not None:
             self.fence.pause(node)
+        if self.qs is not None:
+            self.qs.pause(node)
         self.push(self.now + pause.duration, RESUME, idx, node.pause_token)
 
     def _resume(self, idx: int, token: int) -> None:
@@ -647,6 +675,10 @@ class World:
         if not timers_first:
             self._read_inbox(node)
             self._late_tick(node)
+        if self.qs is not None and node.core is not None and not node.paused:
+            # the quorum link's own loop and socket, then the daemon's timer syncs the vote
+            self.qs.resume(node)
+            self.qs.sync(node)
         if node.core is not None:
             self._after_step(node, node.clock.local(self.now))
         if self.crm is not None and node.core is not None:
@@ -663,12 +695,19 @@ class World:
             self._call(node, "tick", core.tick)
 
     def _rate(self, idx: int, change: RateChange) -> None:
+        if idx == len(self.nodes):
+            if self.qs is not None:  # the quorum server's host
+                self.qs.set_server_rate(change.rate)
+                self._note(f"clock of the quorum server now runs at rate {change.rate:.5f}")
+            return
         node = self.nodes[idx]
         node.clock.set_rate(self.now, change.rate)
         self._note(f"clock of {node.name} now runs at rate {change.rate:.5f}")
         if node.core is not None and not node.paused:
             node.scheduled = -INF  # force a reschedule at the new rate
             self._after_step(node, node.clock.local(self.now))
+            if self.qs is not None:
+                self.qs.clock_changed(node)
 
     def _changed(self) -> None:
         if self.now > self.last_change:
@@ -712,7 +751,7 @@ class World:
             self._elected_in = None
             self._converged_in = None
         self._check_elected(groups, stable)
-        clean = not self.network.active
+        clean = not self.network.nodes_active
         if stable <= self.bounds.settle and not clean:
             return
         statuses = {
@@ -824,4 +863,5 @@ class World:
         return lines
 
     def _names(self) -> list[str]:
-        return [n.name for n in self.nodes]
+        """The hosts as the faults name them: the nodes, then the quorum server's."""
+        return [n.name for n in self.nodes] + (["qs"] if self.qs is not None else [])
