@@ -30,7 +30,7 @@ from lxml import etree
 
 import hastack
 from hastack.agents.builtin import BUILTIN_AGENTS, ocf
-from hastack.agents.builtin.install import MARKER, InstallError, install_ocf
+from hastack.agents.builtin.install import MARKER, InstallError, install_ocf, install_r1
 from hastack.agents.builtin.ipaddr2 import _arp_frame, r1_environment
 from hastack.agents.builtin.ocf import OcfError, OcfRc
 
@@ -758,6 +758,27 @@ def test_install_ocf_replaces_its_own_files_but_not_foreign_ones(tmp_path: Path)
     with pytest.raises(InstallError, match="was not written by hastack"):
         install_ocf(tmp_path)
     assert foreign.read_text() == "#!/bin/sh\necho someone else's\n"
+
+
+def test_install_r1_writes_drbddisk_where_haresources_finds_it(tmp_path: Path) -> None:
+    """heartbeat runs `resource.d/drbddisk r0 status`: with no replica daemon the disk is
+    "stopped" (exit 3, as hastack's R1 reader expects), and a bad call prints the usage."""
+    (path,) = install_r1(tmp_path)
+    assert path == tmp_path / "resource.d" / "drbddisk"
+    assert path.stat().st_mode & 0o777 == 0o755 and MARKER in path.read_text()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HASTACK_REPLICA_SOCKET": str(tmp_path / "no-daemon.sock"),
+    }
+    status = subprocess.run(
+        [str(path), "r0", "status"], capture_output=True, text=True, env=env, cwd="/",
+        check=False, timeout=30,
+    )  # fmt: skip
+    assert (status.returncode, status.stdout.strip()) == (3, "stopped (Unconfigured)")
+    usage = subprocess.run(
+        [str(path)], capture_output=True, text=True, env=env, cwd="/", check=False, timeout=30
+    )
+    assert usage.returncode == 2 and "usage: drbddisk" in usage.stderr
 
 
 def test_installed_agent_runs_through_hastacks_executor_path(tmp_path: Path) -> None:

@@ -365,13 +365,13 @@ def test_reconnect_resyncs_only_the_dirty_blocks_and_the_disks_end_identical() -
     # The same data generation on both sides (bit 0 only records who was Primary).
     gens_a, gens_b = world.engines[A].generations, world.engines[B].generations
     assert same(gens_a.current, gens_b.current) and gens_a.history == gens_b.history
-    assert world.engines[A].status["peer_disk"] == "UP_TO_DATE"
+    assert world.engines[A].status["peer_disk"] == "UpToDate"
 
 
 def test_resync_respects_the_rate_limit() -> None:
     world = _dirty_world()
     for engine in world.engines.values():
-        engine.disk = Disk(resync_rate=4)  # 4 KiB/s: one block per second
+        engine.disk = Disk(resync_rate=4, c_plan_ahead=0)  # fixed 4 KiB/s: 1 block/s
     world.connect(settle=False)
     world.settle(max_time=0)  # handshake, bitmaps, the first block: no time passes
     assert world.engines[B].cstate is ConnState.SYNC_TARGET
@@ -385,7 +385,7 @@ def test_resync_respects_the_rate_limit() -> None:
 def test_writes_during_resync_reach_both_sides() -> None:
     world = _dirty_world()
     for engine in world.engines.values():
-        engine.disk = Disk(resync_rate=4)
+        engine.disk = Disk(resync_rate=4, c_plan_ahead=0)  # slow, fixed rate
     world.connect(settle=False)
     world.settle(max_time=0)  # handshake, bitmaps, the first block: no time passes
     assert world.engines[A].cstate is ConnState.SYNC_SOURCE

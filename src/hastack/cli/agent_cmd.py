@@ -110,13 +110,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "install-ocf",
         help="install hastack's own agents as ocf:hastack:NAME",
         description="Install hastack's own agents (Dummy, Stateful, anything, IPaddr2, "
-        "Filesystem, httpcheck) as executables under ROOT/resource.d/hastack, so that "
+        "Filesystem, httpcheck, replica) as executables under ROOT/resource.d/hastack, so that "
         "Pacemaker, ocf-tester and other cluster managers can run them as ocf:hastack:NAME.",
     )
     install.add_argument(
         "--root", default="/usr/lib/ocf", metavar="DIR", help="the OCF root (/usr/lib/ocf)"
     )
     install.set_defaults(func=run_install)
+
+    install_r1 = actions.add_parser(
+        "install-r1",
+        help="install hastack's heartbeat R1 scripts (drbddisk) into resource.d",
+        description="Install hastack's heartbeat R1 scripts (drbddisk: a replicated disk over "
+        "`hastack replica`) as executables under ROOT/resource.d, where haresources' "
+        "`drbddisk::RES` finds them.",
+    )
+    install_r1.add_argument(
+        "--root", default="/etc/ha.d", metavar="DIR", help="heartbeat's directory (/etc/ha.d)"
+    )
+    install_r1.set_defaults(func=run_install, r1=True)
 
 
 def add_ocf_root_arg(parser: argparse.ArgumentParser) -> None:
@@ -345,10 +357,10 @@ def run_run(args: argparse.Namespace) -> int:
 
 
 def run_install(args: argparse.Namespace) -> int:
-    from hastack.agents.builtin.install import install_ocf
+    from hastack.agents.builtin.install import install_ocf, install_r1
 
     try:
-        paths = install_ocf(Path(args.root))
+        paths = (install_r1 if getattr(args, "r1", False) else install_ocf)(Path(args.root))
     except OSError as exc:
         return _fail(f"cannot install into {args.root}: {exc}")
     for path in paths:

@@ -32,6 +32,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("fence", "hastack.cli.fence_cmd"),
     ("qserver", "hastack.cli.qserver_cmd"),
     ("quorum", "hastack.cli.quorum_cmd"),
+    ("replica", "hastack.cli.replica_cmd"),
 )
 
 

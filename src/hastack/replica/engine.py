@@ -26,14 +26,28 @@ What it implements (drbd.conf's model, written from DRBD's documented behaviour)
   of handshake.sync_handshake, bitmap exchange (both sides OR both bitmaps, so they agree on the
   set to copy), then the SyncTarget requests the dirty blocks at `resync-rate` (a token bucket)
   and the SyncSource reads and sends them. Both end UpToDate with generations.py's identifier
-  updates.
+  updates. The pace is resync_control's: the fixed `resync-rate`, or DRBD's dynamic controller
+  when `c-plan-ahead` > 0. With `csums-alg` the target sends the digest of its own copy of each
+  block and the source sends data only when its block differs.
+* Application requests made while the handshake is undecided (connection made, no decision
+  yet) are held and issued once it is decided: a write marked only in the bitmap would be lost
+  if the decision were "no resync", and one mirrored before the decision could race the resync.
+* Operator commands (drbdsetup's): invalidate, invalidate-remote, outdate, new-current-uuid
+  [--clear-bitmap], disconnect, connect, verify. Those that need the peer send a StartRequest and
+  act on its StartReply. A refused command raises EngineError saying why.
+* Online verify (`verify-alg`): VerifyS asks VerifyT for digests of every block from a start
+  block on, at the resync pace, compares them with its own, and both mark differing blocks
+  out of sync; the "out-of-sync" handler runs if any differed.
+* ko-count: a write the peer leaves unanswered for `timeout` x `ko-count` drops the connection
+  (the write then completes locally and its blocks go to the bitmap).
+* `status`: DRBD's spellings, resync/verify progress and /proc/drbd's counters.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hastack.replica import peerauth, wire
 from hastack.replica.bitmap import BLOCK_SIZE, Bitmap
@@ -42,16 +56,35 @@ from hastack.replica.generations import (
     Rng,
     finish_sync_source,
     finish_sync_target,
+    new_current,
     on_primary_without_peer,
     receive_sync_uuid,
+    skip_initial_sync,
     start_sync_source,
+    with_role,
 )
 from hastack.replica.handshake import NodeState, sync_handshake
 from hastack.replica.model import Disk, Net
+from hastack.replica.progress import SyncProgress
+from hastack.replica.resync_control import Pacer, pacer_for
 from hastack.replica.states import ConnState, DiskState, Role
 
-RESYNC_WINDOW = 64  # resync requests in flight at once
+# Resync (and verify) requests of one block in flight at once: drbd.conf's max-buffers (pages
+# the receiver may hold), capped, so a high rate is not limited by one round trip per 64 blocks.
+MAX_RESYNC_WINDOW = 1024
 BITMAP_CHUNK_RUNS = 65536  # runs per bitmap frame (1 MiB of runs)
+VERIFY_RETRIES = 8  # a block written to during its verify is asked again, this many times
+# States in which a resync or verify runs (progress is shown, other such commands refused).
+_BUSY = frozenset(
+    (ConnState.SYNC_SOURCE, ConnState.SYNC_TARGET, ConnState.VERIFY_S, ConnState.VERIFY_T)
+)
+
+
+_START_NAMES = {
+    wire.START_TARGET: "invalidate",
+    wire.START_SOURCE: "invalidate-remote",
+    wire.START_VERIFY: "verify",
+}
 
 
 class EngineError(Exception):
@@ -67,6 +100,9 @@ class WriteLocal:
     offset: int  # bytes
     data: bytes
     fua: bool = False
+    # The application request this write belongs to (None: a peer's or a resync write): the
+    # shell keeps its activity-log extent hot until that request completes.
+    handle: int | None = None
 
 
 @dataclass(frozen=True)
@@ -101,7 +137,7 @@ class CloseConnection:
 
 @dataclass(frozen=True)
 class RunHandler:
-    name: str  # a drbd.conf handler: split-brain, pri-lost-after-sb, ...
+    name: str  # a drbd.conf handler: split-brain, pri-lost-after-sb, out-of-sync, ...
 
 
 @dataclass(frozen=True)
@@ -110,7 +146,26 @@ class Log:
     text: str
 
 
-Effect = WriteLocal | ReadLocal | FlushLocal | Send | Complete | CloseConnection | RunHandler | Log
+@dataclass(frozen=True)
+class Released:
+    """An application write is settled on both sides -- completed, and either confirmed stable
+    by the peer (its barrier acknowledged) or recorded in the bitmap: the shell may now let
+    its activity-log extent go. Under protocols A and B this is later than its Complete."""
+
+    handle: int
+
+
+Effect = (
+    WriteLocal
+    | ReadLocal
+    | FlushLocal
+    | Send
+    | Complete
+    | Released
+    | CloseConnection
+    | RunHandler
+    | Log
+)
 
 
 # --- internal records ----------------------------------------------------------------------
@@ -126,6 +181,7 @@ class _Request:
     offset: int
     length: int
     mirrored: bool
+    sent_at: float = 0.0  # when it went to the peer: ko-count measures from here
     local_done: bool = False
     local_ok: bool = True
     peer_done: bool = False
@@ -148,8 +204,8 @@ class _RxWrite:
     fua: bool = False
     seq: int | None = None
     resync: bool = False
-    # The connection it came on: a write still queued when that connection is gone is
-    # applied (it precedes anything newer in the queue) but neither acked nor counted.
+    # The connection it came on (a write issued before that connection went is neither
+    # acked nor counted; one still queued then is dropped and marked out of sync).
     link: object = None
 
 
@@ -161,8 +217,31 @@ class _RxBarrier:
 
 
 @dataclass
+class _RxVerify:
+    """VerifyT's read of a range, queued behind the peer's earlier writes so that it sees them:
+    the peer's copy already includes them when it compares."""
+
+    offset: int
+    length: int
+    link: object = None
+
+
+@dataclass
+class _Held:
+    """An application request that arrived while the connect handshake was undecided."""
+
+    handle: int
+    offset: int = 0
+    data: bytes = b""
+    fua: bool = False
+    flush: bool = False
+
+
+@dataclass
 class _Io:
-    kind: str  # "app", "flush", "rx", "rxflush", "rsread"
+    # "app", "flush", "rx", "rxflush", "rsread", "csread" (csums: the target reads its copy),
+    # "vread" (VerifyT reads for a digest), "vlocal" (VerifyS reads to compare)
+    kind: str
     request: _Request | None = None
     flush: _Flush | None = None
     rx: _RxWrite | None = None
@@ -196,6 +275,7 @@ class _Link:
     peer_bitmap_runs: list[tuple[int, int]] = field(default_factory=list)
     peer_bitmap_done: bool = False
     sync_uuid_received: bool = False
+    made_at: float = 0.0
     last_ping: float = 0.0
     ping_outstanding: float | None = None
 
@@ -215,6 +295,7 @@ class ReplicaEngine:
         disk_state: DiskState = DiskState.UP_TO_DATE,
         generations: Generations | None = None,
         bitmap: Bitmap | None = None,
+        crashed_primary: bool = False,
         now: float = 0.0,
     ) -> None:
         if size <= 0:
@@ -235,10 +316,29 @@ class ReplicaEngine:
         if self.bitmap.nbits != nbits:
             raise ValueError(f"bitmap has {self.bitmap.nbits} bits, volume needs {nbits}")
         self.discard_my_data = False
-        self.stats = {"resync_blocks_sent": 0, "resync_blocks_received": 0}
+        # This node went down uncleanly as Primary (its metadata says so): the handshake
+        # makes it the source of its activity log's extents if the data is otherwise equal.
+        self.crashed_primary = crashed_primary
+        # The bits set in the peer's bitmap when it last said Hello (None: never connected):
+        # after a refused split brain, how much the peer changed.
+        self.peer_changed_blocks: int | None = None
+        self._resync_window = max(32, min(net.max_buffers, MAX_RESYNC_WINDOW))
+        self.stats = {
+            "resync_blocks_sent": 0,
+            "resync_blocks_received": 0,
+            "resync_blocks_equal": 0,  # csums-alg: blocks found equal and not sent
+            "verified_blocks": 0,
+            "verify_out_of_sync": 0,
+        }
+        # /proc/drbd's byte counters (status shows them in KiB): network send/receive, disk
+        # write/read.
+        self._counters = {"ns": 0, "nr": 0, "dw": 0, "dr": 0}
 
+        self._now = now  # the latest time an event brought: status has no `now` of its own
         self._out: list[Effect] = []
         self._link: _Link | None = None
+        self._stay_standalone = False  # `disconnect`: refuse connections until `connect`
+        self._held: deque[_Held] = deque()  # application requests held during the handshake
         self._next_token = 1
         self._io: dict[int, _Io] = {}
         # Primary side
@@ -252,7 +352,7 @@ class ReplicaEngine:
         self._barrier_acked = 0
         self._flushes: list[_Flush] = []
         # Secondary side
-        self._rx_queue: deque[_RxWrite | _RxBarrier] = deque()
+        self._rx_queue: deque[_RxWrite | _RxBarrier | _RxVerify] = deque()
         self._rx_inflight: dict[int, _RxWrite] = {}
         self._rx_barrier_busy = False
         # Resync
@@ -260,20 +360,42 @@ class ReplicaEngine:
         self._sync_role = ""  # the handshake's "sync-source"/"sync-target" while syncing
         self._todo: deque[tuple[int, int]] = deque()
         self._requested: set[int] = set()
-        self._bucket = 0.0
-        self._bucket_time = now
-        # Resync reads in flight on the source: token -> (offset, length, the link asking).
-        self._reads: dict[int, tuple[int, int, _Link | None]] = {}
+        self._pacer: Pacer | None = None
+        self._sync_uuid_time = now
+        self._progress: SyncProgress | None = None
+        # Resync reads in flight on the source: token -> (offset, length, the link asking,
+        # the target's csums digest or None).
+        self._reads: dict[int, tuple[int, int, _Link | None, bytes | None]] = {}
         self._stale_reads: set[int] = set()
-        self._deferred_reads: list[tuple[int, int]] = []
+        self._deferred_reads: list[tuple[int, int, bytes | None]] = []
+        # Operator commands waiting for the peer's StartReply: the StartRequest kind.
+        self._pending_start = 0
+        self._pending_verify_start = 0
+        # Online verify, source side: next block to ask for, end, blocks asked for -> whether
+        # a write touched them since (then the answer cannot be trusted and they are asked
+        # again), blocks compared, blocks found different.
+        self._verify_next = 0
+        self._verify_stop = 0
+        self._verify_out: dict[int, bool] = {}
+        self._verify_total = 0
+        self._verify_done = 0
+        self._verify_oos = 0
+        self._verify_retry: deque[int] = deque()  # blocks to ask again (a write raced them)
+        self._verify_tries: dict[int, int] = {}
+        self._verify_digests: dict[int, bytes] = {}  # the peer's digests awaiting our read
 
     # === public events ===================================================================
 
     def connection_made(self, now: float) -> list[Effect]:
         """The shell has a stream to the peer. Authenticate (if configured), then Hello."""
+        self._clock(now)
         if self._link is not None:
             raise EngineError("a connection is already up")
-        self._link = _Link(last_ping=now)
+        if self._stay_standalone:
+            # `disconnect` was given: the stream is not used until `connect`.
+            self._out.append(CloseConnection("StandAlone after disconnect; use connect"))
+            return self._flush_out()
+        self._link = _Link(made_at=now, last_ping=now)
         self.cstate = ConnState.CONNECTING
         if self.net.cram_hmac_alg:
             self._link.nonce = self.rng.getrandbits(8 * peerauth.NONCE_SIZE).to_bytes(
@@ -285,11 +407,13 @@ class ReplicaEngine:
         return self._flush_out()
 
     def connection_lost(self, now: float, reason: str = "connection lost") -> list[Effect]:
+        self._clock(now)
         if self._link is not None:
             self._link_down(reason, standalone=False)
         return self._flush_out()
 
     def receive_bytes(self, now: float, data: bytes) -> list[Effect]:
+        self._clock(now)
         link = self._link
         if link is None:
             return []
@@ -307,6 +431,7 @@ class ReplicaEngine:
     def app_write(
         self, now: float, handle: int, offset: int, data: bytes, *, fua: bool = False
     ) -> list[Effect]:
+        self._clock(now)
         if self.role is not Role.PRIMARY:
             # A Secondary's disk belongs to the replication stream; DRBD answers EROFS here.
             self._out.append(Complete(handle, False, "read-only: this node is Secondary"))
@@ -314,47 +439,41 @@ class ReplicaEngine:
         if offset < 0 or not data or offset + len(data) > self.size:
             self._out.append(Complete(handle, False, "write outside the volume"))
             return self._flush_out()
-        mirrored = self._mirroring
-        if mirrored and self._epoch_completed and self._epoch_writes:
-            self._close_epoch()
-        seq = self._next_seq
-        self._next_seq += 1
-        req = _Request(handle, seq, self._epoch, offset, len(data), mirrored)
-        self._requests[seq] = req
-        self._mark_reads_stale(offset, len(data))
-        self._out.append(WriteLocal(self._token(_Io("app", request=req)), offset, data, fua))
-        if mirrored:
-            self._tl[seq] = req
-            self._epoch_writes += 1
-            digest = self._digest(data)
-            flags = wire.DATA_FUA if fua else 0
-            self._send(wire.Data(offset, seq, self._epoch, flags, data, digest))
-            if self.net.protocol == "A":
-                req.peer_done = True  # handed to the send path
-        else:
-            self._mark_dirty(offset, len(data))
+        if self._handshaking or self._held:
+            # Undecided whether the peer gets it by mirroring or by resync: wait (in order).
+            self._held.append(_Held(handle, offset, data, fua))
+            return self._flush_out()
+        self._do_write(now, handle, offset, data, fua)
         return self._flush_out()
 
     def app_flush(self, now: float, handle: int) -> list[Effect]:
+        self._clock(now)
         if self.role is not Role.PRIMARY:
             self._out.append(Complete(handle, False, "read-only: this node is Secondary"))
             return self._flush_out()
-        need = 0
-        if self._mirroring and self.net.protocol == "C":
-            self._close_epoch()
-            need = self._last_barrier
-        flush = _Flush(handle, need)
-        self._flushes.append(flush)
-        self._out.append(FlushLocal(self._token(_Io("flush", flush=flush))))
+        if self._handshaking or self._held:
+            self._held.append(_Held(handle, flush=True))
+            return self._flush_out()
+        self._do_flush(handle)
+        return self._flush_out()
+
+    def note_app_read(self, now: float, length: int) -> list[Effect]:
+        """The shell served an application read from the local disk (reads bypass the
+        engine); counted in status' `dr`."""
+        self._clock(now)
+        self._counters["dr"] += max(length, 0)
         return self._flush_out()
 
     def io_done(self, now: float, token: int, ok: bool = True, data: bytes = b"") -> list[Effect]:
         """A local I/O this engine asked for finished; `data` for reads."""
+        self._clock(now)
         io = self._io.pop(token, None)
         if io is None:
             raise EngineError(f"no local I/O with token {token}")
         if io.kind == "app":
             assert io.request is not None
+            if ok:
+                self._counters["dw"] += io.request.length
             self._app_write_done(io.request, ok)
         elif io.kind == "flush":
             assert io.flush is not None
@@ -365,6 +484,8 @@ class ReplicaEngine:
             self._check_flushes()
         elif io.kind == "rx":
             assert io.rx is not None
+            if ok:
+                self._counters["dw"] += len(io.rx.data)
             self._rx_write_done(now, token, io.rx, ok)
         elif io.kind == "rxflush":
             self._rx_barrier_busy = False
@@ -372,10 +493,21 @@ class ReplicaEngine:
                 self._send(wire.BarrierAck(io.epoch, io.length))
             self._pump_rx()
         elif io.kind == "rsread":
+            self._count_read(ok, data)
             self._resync_read_done(token, io.offset, io.length, ok, data)
+        elif io.kind == "csread":
+            self._count_read(ok, data)
+            self._csum_read_done(now, io, ok, data)
+        elif io.kind == "vread":
+            self._count_read(ok, data)
+            self._verify_read_done(io, ok, data)
+        elif io.kind == "vlocal":
+            self._count_read(ok, data)
+            self._verify_compare_done(now, io, ok, data)
         return self._flush_out()
 
     def tick(self, now: float) -> list[Effect]:
+        self._clock(now)
         link = self._link
         if link is not None:
             ping_int = self.net.ping_int
@@ -387,18 +519,48 @@ class ReplicaEngine:
                 link.last_ping = now
                 link.ping_outstanding = now
                 self._send(wire.Ping())
+            if self._handshaking and now - link.made_at > self.net.timeout / 10:
+                # Application requests are held until the handshake decides: do not let a
+                # peer that never answers hold them for long.
+                self._fail(f"handshake not done within timeout ({self.net.timeout / 10:g} s)")
+                return self._flush_out()
+            if self._ko_expired(now):
+                return self._flush_out()
         # An epoch left open forever would keep its writes in the transfer log.
         if self._mirroring and self._epoch_writes:
             self._close_epoch()
         if self.cstate is ConnState.SYNC_TARGET:
             self._request_resync(now)
+        elif self.cstate is ConnState.VERIFY_S:
+            self._request_verify(now)
+        self._mark_progress()
+        return self._flush_out()
+
+    def force_up_to_date(self, now: float) -> list[Effect]:
+        """`primary --force`: the operator vouches for this disk (the first promotion after
+        create-md, or the last copy left). It becomes UpToDate, with a data generation of its
+        own if it had none, so that the peer's handshake sees a source, not two new disks."""
+        self._clock(now)
+        if self.disk_state is DiskState.DISKLESS:
+            raise EngineError("no disk to force UpToDate")
+        self.disk_state = DiskState.UP_TO_DATE
+        if self.generations.just_created:
+            self.generations = new_current(
+                self.generations, self.rng, primary=self.role is Role.PRIMARY
+            )
+        self._send_state()
         return self._flush_out()
 
     def promote(self, now: float) -> list[Effect]:
+        self._clock(now)
         if self.peer_role is Role.PRIMARY and not self.net.allow_two_primaries:
             raise EngineError("the peer is Primary and allow-two-primaries is off")
         if self.disk_state is not DiskState.UP_TO_DATE:
-            raise EngineError(f"disk is {self.disk_state.name}, not UpToDate")
+            raise EngineError(f"disk is {self.disk_state.literal}, not UpToDate")
+        if self._handshaking and self.role is not Role.PRIMARY:
+            # The Hello already told the peer "Secondary": becoming Primary now could make
+            # this side the target of a resync it announced it could take. DRBD's answer:
+            raise EngineError("in transient state (connect handshake), retry when it is done")
         self.role = Role.PRIMARY
         if not self._mirroring:
             # Writes from now on diverge from the peer: a new data generation.
@@ -407,21 +569,195 @@ class ReplicaEngine:
         return self._flush_out()
 
     def demote(self, now: float) -> list[Effect]:
-        if self._requests or self._flushes:
+        self._clock(now)
+        if self._requests or self._flushes or self._held:
             raise EngineError("application requests are still in flight")
         self.role = Role.SECONDARY
         self._send_state()
         return self._flush_out()
 
+    # --- operator commands (drbdsetup's) -------------------------------------------------
+
+    def invalidate(self, now: float) -> list[Effect]:
+        """`drbdsetup invalidate`: this side's data is thrown away and copied from the peer.
+        Connected: a full resync as SyncTarget (after the peer agrees). Not connected: the
+        disk becomes Inconsistent with every block out of sync, so the next connection makes
+        this side the target of a full sync."""
+        self._clock(now)
+        if self.role is Role.PRIMARY:
+            # hastack serves reads from the local disk: a Primary must stay UpToDate.
+            raise EngineError("invalidate refused: this node is Primary (demote it first)")
+        if self._link is None:
+            self._invalidate_local()
+            self._log("invalidated: Inconsistent, full sync when connected")
+            return self._flush_out()
+        self._require_connected("invalidate")
+        if self.peer_disk is not DiskState.UP_TO_DATE:
+            raise EngineError(
+                f"invalidate refused: the peer's disk is {self.peer_disk.literal}, "
+                "it cannot be the sync source"
+            )
+        self._start_request(wire.START_TARGET)
+        return self._flush_out()
+
+    def invalidate_remote(self, now: float) -> list[Effect]:
+        """`drbdsetup invalidate-remote`: the peer's data is thrown away and copied from here
+        (a full resync with this side as SyncSource). Needs a connected peer."""
+        self._clock(now)
+        if self._link is None:
+            raise EngineError(f"invalidate-remote needs a connected peer (now {self.cstate.value})")
+        self._require_connected("invalidate-remote")
+        if self.disk_state is not DiskState.UP_TO_DATE:
+            raise EngineError(
+                f"invalidate-remote refused: this disk is {self.disk_state.literal}, "
+                "it cannot be the sync source"
+            )
+        if self.peer_role is Role.PRIMARY:
+            raise EngineError("invalidate-remote refused: the peer is Primary")
+        self._start_request(wire.START_SOURCE)
+        return self._flush_out()
+
+    def outdate(self, now: float) -> list[Effect]:
+        """`drbdsetup outdate`: mark this side's (consistent) data as older than the peer's,
+        so that it cannot be promoted. Not on a Primary, nor while connected to one."""
+        self._clock(now)
+        if self.role is Role.PRIMARY:
+            raise EngineError("outdate refused: this node is Primary (demote it first)")
+        if self._link is not None and self.peer_role is Role.PRIMARY:
+            raise EngineError("outdate refused: connected to a Primary peer")
+        if self.cstate in _BUSY or self.cstate is ConnState.WF_BITMAP:
+            raise EngineError(f"outdate refused: {self.cstate.value} is running")
+        if self.disk_state is DiskState.OUTDATED:
+            return self._flush_out()
+        if self.disk_state is not DiskState.UP_TO_DATE:
+            raise EngineError(
+                f"outdate refused: disk is {self.disk_state.literal}, lower than Outdated"
+            )
+        self.disk_state = DiskState.OUTDATED
+        self._log("disk outdated")
+        self._send_state()
+        return self._flush_out()
+
+    def new_current_uuid(self, now: float, clear_bitmap: bool = False) -> list[Effect]:
+        """`drbdsetup new-current-uuid [--clear-bitmap]`. Plain: start a new data generation
+        (only without a connection: the peer must share every generation it mirrors).
+        --clear-bitmap: on just-created metadata of two connected nodes, declare both disks
+        identical and skip the initial full sync; both become UpToDate."""
+        self._clock(now)
+        if not clear_bitmap:
+            if self._link is not None:
+                raise EngineError(
+                    "new-current-uuid refused while connected (disconnect first), "
+                    "or use --clear-bitmap on just-created metadata"
+                )
+            primary = self.role is Role.PRIMARY
+            if self.generations.bitmap:
+                # The bitmap already tracks changes since the last common generation: keep
+                # that identifier (it is what the peer knows); only the current one is new.
+                fresh = new_current(self.generations, self.rng, primary=primary).current
+                self.generations = replace(self.generations, current=fresh)
+            else:
+                self.generations = new_current(self.generations, self.rng, primary=primary)
+            self._log(f"new current UUID: {self.generations}")
+            return self._flush_out()
+        link = self._link
+        if link is None or self.cstate is not ConnState.CONNECTED:
+            raise EngineError(
+                f"new-current-uuid --clear-bitmap needs a connected peer (now {self.cstate.value})"
+            )
+        assert link.peer_hello is not None
+        if self._pending_start:
+            raise EngineError("new-current-uuid refused: another command is in progress")
+        peer = Generations(link.peer_hello.current, link.peer_hello.bitmap)
+        if not self.generations.just_created or not peer.just_created:
+            raise EngineError(
+                "new-current-uuid --clear-bitmap works only on just-created metadata on both "
+                f"nodes (this: {self.generations}, peer: {peer})"
+            )
+        gens, uuid = skip_initial_sync(self.generations, self.rng)
+        self.generations = replace(gens, current=with_role(uuid, self.role is Role.PRIMARY))
+        self._send(wire.NewUuid(uuid))
+        self._skip_sync_done()
+        return self._flush_out()
+
+    def disconnect(self, now: float) -> list[Effect]:
+        """`drbdsetup disconnect`: drop the connection and stay StandAlone until `connect`.
+        The peer sees the connection go and keeps trying (it is not told to stand alone)."""
+        self._clock(now)
+        self._stay_standalone = True
+        if self._link is not None:
+            self._link_down("disconnected by the operator", standalone=True)
+        else:
+            self.cstate = ConnState.STANDALONE
+        return self._flush_out()
+
+    def connect(self, now: float, *, discard_my_data: bool | None = None) -> list[Effect]:
+        """`drbdsetup connect [--discard-my-data]`: leave StandAlone and accept connections."""
+        self._clock(now)
+        if self._link is not None or self.cstate is not ConnState.STANDALONE:
+            raise EngineError(f"connect refused: already {self.cstate.value}")
+        if discard_my_data is not None:
+            self.discard_my_data = discard_my_data
+        self._stay_standalone = False
+        self.cstate = ConnState.CONNECTING
+        return self._flush_out()
+
+    @property
+    def wants_connection(self) -> bool:
+        """Whether the shell should be connecting to the peer."""
+        return self._link is None and not self._stay_standalone
+
+    def start_verify(self, now: float, start_block: int = 0) -> list[Effect]:
+        """`drbdsetup verify [--start]`: compare every block from `start_block` on with the
+        peer's by digest (verify-alg); differing blocks go out of sync on both sides."""
+        self._clock(now)
+        alg = self.net.verify_alg
+        if not alg:
+            raise EngineError("verify refused: verify-alg is not configured (net section)")
+        if self._link is None:
+            raise EngineError(f"verify needs a connected peer (now {self.cstate.value})")
+        self._require_connected("verify")
+        if (
+            self.disk_state is not DiskState.UP_TO_DATE
+            or self.peer_disk is not DiskState.UP_TO_DATE
+        ):
+            raise EngineError(
+                f"verify refused: disks are {self.disk_state.literal}/{self.peer_disk.literal},"
+                " both must be UpToDate"
+            )
+        if not 0 <= start_block < self.bitmap.nbits:
+            raise EngineError(f"verify start block {start_block} is outside the volume")
+        self._start_request(wire.START_VERIFY, start_block=start_block, alg=alg)
+        return self._flush_out()
+
     @property
     def status(self) -> dict[str, object]:
+        """DRBD's view: roles, disk states and connection state spelt as drbdadm shows them,
+        `oos` in KiB, `sync` (progress while SyncSource/SyncTarget/VerifyS/VerifyT, else None)
+        and `stats` (/proc/drbd's counters)."""
         return {
             "role": self.role.name.capitalize(),
-            "peer_role": self.peer_role.name.capitalize() if self.peer_role else "Unknown",
-            "disk": self.disk_state.name,
-            "peer_disk": self.peer_disk.name,
+            "peer_role": self.peer_role.name.capitalize()
+            if self.peer_role is not None
+            else "Unknown",
+            "disk": self.disk_state.literal,
+            "peer_disk": self.peer_disk.literal,
             "cstate": self.cstate.value,
             "oos": self.bitmap.out_of_sync_kib(),
+            "sync": self._sync_status(),
+            "stats": {
+                "ns": self._counters["ns"] // 1024,
+                "nr": self._counters["nr"] // 1024,
+                "dw": self._counters["dw"] // 1024,
+                "dr": self._counters["dr"] // 1024,
+                "al": 0,  # activity-log updates: the shell keeps the activity log
+                "bm": 0,  # bitmap writes: likewise the shell's
+                "lo": len(self._io),
+                "pe": self._pending_on_peer(),
+                "ua": self._unacked_for_peer(),
+                "ap": len(self._requests) + len(self._flushes) + len(self._held),
+                "ep": len({r.epoch for r in self._tl.values()} | {self._epoch}),
+            },
         }
 
     @property
@@ -429,7 +765,110 @@ class ReplicaEngine:
         """(offset, length) of every write not yet covered by a barrier ack."""
         return [(r.offset, r.length) for r in self._tl.values()]
 
+    # --- status helpers ------------------------------------------------------------------
+
+    def _progress_left(self) -> int:
+        if self.cstate in (ConnState.SYNC_SOURCE, ConnState.SYNC_TARGET):
+            return self.bitmap.count()
+        if self.cstate is ConnState.VERIFY_S:
+            return self._verify_total - self._verify_done
+        if self.cstate is ConnState.VERIFY_T:
+            return max(self._verify_total - self._verify_done, 0)
+        return 0
+
+    def _sync_status(self) -> dict[str, object] | None:
+        if self._progress is None or self.cstate not in _BUSY:
+            return None
+        return self._progress.snapshot(self._now, self._progress_left())
+
+    def _mark_progress(self) -> None:
+        if self._progress is not None and self.cstate in _BUSY:
+            self._progress.update(self._now, self._progress_left())
+
+    def _pending_on_peer(self) -> int:
+        """/proc/drbd's pe: requests sent to the peer and not answered yet."""
+        writes = sum(1 for r in self._requests.values() if r.mirrored and not r.peer_done)
+        return writes + len(self._requested) + len(self._verify_out)
+
+    def _unacked_for_peer(self) -> int:
+        """/proc/drbd's ua: the peer's requests received here and not answered yet."""
+        link = self._link
+        queued = sum(1 for item in self._rx_queue if item.link is link)
+        inflight = sum(1 for item in self._rx_inflight.values() if item.link is link)
+        reads = sum(1 for r in self._reads.values() if r[2] is link)
+        return queued + inflight + reads + len(self._deferred_reads)
+
+    def _count_read(self, ok: bool, data: bytes) -> None:
+        if ok:
+            self._counters["dr"] += len(data)
+
     # === plumbing ========================================================================
+
+    def _clock(self, now: float) -> None:
+        self._now = max(self._now, now)
+
+    @property
+    def _handshaking(self) -> bool:
+        """Connected but the handshake has not decided yet: application requests wait."""
+        return self._link is not None and self.cstate is ConnState.CONNECTING
+
+    def _release_held(self) -> None:
+        while self._held and not self._handshaking:
+            held = self._held.popleft()
+            if held.flush:
+                self._do_flush(held.handle)
+            else:
+                self._do_write(self._now, held.handle, held.offset, held.data, held.fua)
+
+    def _do_write(self, now: float, handle: int, offset: int, data: bytes, fua: bool) -> None:
+        mirrored = self._mirroring
+        if mirrored and self._epoch_completed and self._epoch_writes:
+            self._close_epoch()
+        seq = self._next_seq
+        self._next_seq += 1
+        req = _Request(handle, seq, self._epoch, offset, len(data), mirrored, sent_at=now)
+        self._requests[seq] = req
+        self._mark_reads_stale(offset, len(data))
+        self._verify_touch(offset, len(data))
+        token = self._token(_Io("app", request=req))
+        self._out.append(WriteLocal(token, offset, data, fua, handle=req.handle))
+        if mirrored:
+            self._tl[seq] = req
+            self._epoch_writes += 1
+            digest = self._digest(data)
+            flags = wire.DATA_FUA if fua else 0
+            self._send(wire.Data(offset, seq, self._epoch, flags, data, digest))
+            self._counters["ns"] += len(data)
+            if self.net.protocol == "A":
+                req.peer_done = True  # handed to the send path
+        else:
+            self._mark_dirty(offset, len(data))
+
+    def _do_flush(self, handle: int) -> None:
+        need = 0
+        if self._mirroring and self.net.protocol == "C":
+            self._close_epoch()
+            need = self._last_barrier
+        flush = _Flush(handle, need)
+        self._flushes.append(flush)
+        self._out.append(FlushLocal(self._token(_Io("flush", flush=flush))))
+
+    def _ko_expired(self, now: float) -> bool:
+        """ko-count: the peer left a write unanswered for timeout x ko-count: drop it."""
+        ko = self.net.ko_count
+        if not ko or not self._tl:
+            return False
+        limit = self.net.timeout / 10 * ko
+        oldest = min(self._tl.values(), key=lambda r: r.sent_at)
+        if now - oldest.sent_at <= limit:
+            return False
+        why = (
+            f"peer did not complete write {oldest.seq} within ko-count x timeout "
+            f"({ko} x {self.net.timeout / 10:g} s)"
+        )
+        self._log(why, "error")
+        self._fail(why)
+        return True
 
     @property
     def _mirroring(self) -> bool:
@@ -438,6 +877,10 @@ class ReplicaEngine:
         )
 
     def _flush_out(self) -> list[Effect]:
+        # Every event ends here: requests held for the handshake go as soon as it decided
+        # (whichever way: mirrored, or local-only and in the bitmap).
+        if self._held and not self._handshaking:
+            self._release_held()
         out, self._out = self._out, []
         return out
 
@@ -484,17 +927,31 @@ class ReplicaEngine:
         self._out.append(CloseConnection(reason))
         self._log(f"connection down ({was.value}): {reason}", "warning")
         self.cstate = ConnState.STANDALONE if standalone else ConnState.CONNECTING
+        if standalone:
+            # Refused (split brain, authentication, ...): no reconnecting until `connect`.
+            self._stay_standalone = True
         self.peer_disk = DiskState.UNKNOWN
         self.peer_role = None
         # Every write the peer has not confirmed stable (its barrier was not acked) may be
         # missing there: the bitmap takes it over, and the next resync copies exactly these.
-        for req in self._tl.values():
+        unconfirmed = list(self._tl.values())
+        for req in unconfirmed:
             self._mark_dirty(req.offset, req.length)
             req.peer_done = True
         self._tl.clear()
+        for req in unconfirmed:
+            if req.completed:
+                self._out.append(Released(req.handle))  # the bitmap has it now
         for req in list(self._requests.values()):
             req.peer_done = True
             self._maybe_complete(req)
+        # The peer's writes not yet issued here are dropped: once this node is promoted they
+        # would overwrite newer data. They may differ from the peer's disk: mark them (the
+        # peer marks its unconfirmed writes too, so the next resync covers them).
+        for item in self._rx_queue:
+            if isinstance(item, _RxWrite):
+                self._mark_dirty(item.offset, len(item.data))
+        self._rx_queue.clear()
         for flush in self._flushes:
             flush.need_epoch = 0
         self._check_flushes()
@@ -503,12 +960,26 @@ class ReplicaEngine:
         self._todo.clear()
         self._requested.clear()
         self._deferred_reads.clear()
+        self._pacer = None
+        self._progress = None
+        if self._pending_start:
+            self._log("operator command abandoned: the connection went down", "warning")
+        self._pending_start = 0
+        self._verify_out.clear()
+        if was in (ConnState.VERIFY_S, ConnState.VERIFY_T):
+            self._log(
+                f"online verify aborted at {self._verify_done}/{self._verify_total} blocks, "
+                f"{self._verify_oos} out of sync so far",
+                "warning",
+            )
         if self.role is Role.PRIMARY and was is not ConnState.CONNECTING:
             self.generations = on_primary_without_peer(self.generations, self.rng)
 
     def _send_hello(self) -> None:
         assert self._link is not None
         flags = wire.HELLO_DISCARD_MY_DATA if self.discard_my_data else 0
+        if self.crashed_primary:
+            flags |= wire.HELLO_CRASHED_PRIMARY
         gens = self.generations
         hello = wire.Hello(
             node=self.node,
@@ -558,6 +1029,24 @@ class ReplicaEngine:
             self._receive_resync_data(msg)
         elif isinstance(msg, wire.ResyncAck):
             self._receive_resync_ack(msg)
+        elif isinstance(msg, wire.CsumRequest):
+            self._receive_csum_request(msg)
+        elif isinstance(msg, wire.ResyncEqual):
+            self._receive_resync_equal(now, msg)
+        elif isinstance(msg, wire.StartRequest):
+            self._receive_start_request(now, msg)
+        elif isinstance(msg, wire.StartReply):
+            self._receive_start_reply(now, msg)
+        elif isinstance(msg, wire.NewUuid):
+            self._receive_new_uuid(msg)
+        elif isinstance(msg, wire.VerifyRequest):
+            self._receive_verify_request(msg)
+        elif isinstance(msg, wire.VerifyReply):
+            self._receive_verify_reply(msg)
+        elif isinstance(msg, wire.VerifyResult):
+            self._receive_verify_result(msg)
+        elif isinstance(msg, wire.VerifyDone):
+            self._receive_verify_done(msg)
         elif isinstance(msg, wire.OutOfSync):
             self._mark_dirty(msg.offset, msg.length)
         elif isinstance(msg, wire.Ping):
@@ -607,6 +1096,7 @@ class ReplicaEngine:
             return
         link.peer_hello = peer
         self.peer_role, self.peer_disk = peer.role, peer.disk
+        self.peer_changed_blocks = peer.dirty
         mine = link.hello_sent
         peer_gens = Generations(peer.current, peer.bitmap, peer.history)
         local = NodeState(
@@ -616,6 +1106,7 @@ class ReplicaEngine:
             inconsistent=mine.disk is DiskState.INCONSISTENT,
             changed_blocks=mine.dirty,
             discard_my_data=bool(mine.flags & wire.HELLO_DISCARD_MY_DATA),
+            crashed_primary=bool(mine.flags & wire.HELLO_CRASHED_PRIMARY),
         )
         remote = NodeState(
             name=peer.node,
@@ -624,6 +1115,7 @@ class ReplicaEngine:
             inconsistent=peer.disk is DiskState.INCONSISTENT,
             changed_blocks=peer.dirty,
             discard_my_data=bool(peer.flags & wire.HELLO_DISCARD_MY_DATA),
+            crashed_primary=bool(peer.flags & wire.HELLO_CRASHED_PRIMARY),
         )
         # Exactly one side resolves conflicts; the node names order them the same on both.
         decision = sync_handshake(
@@ -635,8 +1127,20 @@ class ReplicaEngine:
         if decision.action == "disconnect":
             self._refuse(decision.reason)
             return
+        # The handshake accounted for a crash as Primary (its activity-log extents are in the
+        # bitmap exchanged now, or under a new sync identifier): the mark has done its job.
+        self.crashed_primary = False
         if decision.action == "connected":
             self.cstate = ConnState.CONNECTED
+            if mine.dirty or peer.dirty:
+                # DRBD says the same: the bits stay until a resync covers them.
+                self._log(
+                    f"no resync, but {mine.dirty}+{peer.dirty} bits in the bitmaps", "warning"
+                )
+            if self.disk_state is DiskState.OUTDATED and peer.disk is DiskState.UP_TO_DATE:
+                # Same generation as an UpToDate peer and nothing to resync: the same data.
+                self.disk_state = DiskState.UP_TO_DATE
+                self._send_state()
             return
         self._sync_peer_gens = decision.comparison.peer
         self.generations = decision.comparison.local  # a rule may have corrected our ids
@@ -644,6 +1148,9 @@ class ReplicaEngine:
             self.bitmap.set_all()
         self.cstate = ConnState.WF_BITMAP
         self._sync_role = decision.action
+        self._send_bitmap()
+
+    def _send_bitmap(self) -> None:
         runs = list(self.bitmap.runs())
         for start in range(0, max(len(runs), 1), BITMAP_CHUNK_RUNS):
             chunk = tuple(runs[start : start + BITMAP_CHUNK_RUNS])
@@ -669,6 +1176,7 @@ class ReplicaEngine:
             self._send(wire.SyncUuid(uuid))
             self.cstate = ConnState.SYNC_SOURCE
             self.peer_disk = DiskState.INCONSISTENT
+            self._progress = SyncProgress(self.cstate.value, self.bitmap.count(), self._now)
             self._log(f"resync started as source: {self.bitmap.count()} blocks")
             self._check_source_done()
         elif link.sync_uuid_received:
@@ -684,7 +1192,7 @@ class ReplicaEngine:
             self.generations, uuid, primary=self.role is Role.PRIMARY
         )
         link.sync_uuid_received = True
-        self._bucket_time = now
+        self._sync_uuid_time = now
         if link.peer_bitmap_done:
             self._start_target()
 
@@ -692,9 +1200,11 @@ class ReplicaEngine:
         self.cstate = ConnState.SYNC_TARGET
         self.disk_state = DiskState.INCONSISTENT
         self._todo = deque(self.bitmap.runs())
-        self._bucket = self._bucket_size
+        start = max(self._sync_uuid_time, self._now)
+        self._pacer = pacer_for(self.disk, start)
+        self._progress = SyncProgress(self.cstate.value, self.bitmap.count(), start)
         self._log(f"resync started as target: {self.bitmap.count()} blocks")
-        self._request_resync(self._bucket_time)
+        self._request_resync(start)
         self._check_target_done()
 
     # --- Primary: writes, acks, barriers -------------------------------------------------
@@ -726,6 +1236,8 @@ class ReplicaEngine:
         if req.epoch == self._epoch:
             self._epoch_completed = True
         self._out.append(Complete(req.handle, req.local_ok, "" if req.local_ok else "I/O error"))
+        if req.seq not in self._tl:
+            self._out.append(Released(req.handle))
 
     def _receive_ack(self, msg: wire.RecvAck | wire.WriteAck | wire.NegAck) -> None:
         req = self._requests.get(msg.seq)
@@ -744,7 +1256,9 @@ class ReplicaEngine:
     def _receive_barrier_ack(self, epoch: int) -> None:
         self._barrier_acked = max(self._barrier_acked, epoch)
         for seq in [s for s, r in self._tl.items() if r.epoch <= epoch]:
-            del self._tl[seq]
+            req = self._tl.pop(seq)
+            if req.completed:
+                self._out.append(Released(req.handle))
         self._check_flushes()
 
     def _check_flushes(self) -> None:
@@ -759,6 +1273,8 @@ class ReplicaEngine:
         if (msg.digest or self.net.data_integrity_alg) and msg.digest != self._digest(msg.payload):
             self._fail(f"data integrity digest mismatch on write {msg.seq}")
             return
+        self._counters["nr"] += len(msg.payload)
+        self._verify_touch(msg.offset, len(msg.payload))
         if self.net.protocol == "B":
             self._send(wire.RecvAck(msg.seq))
         self._rx_queue.append(
@@ -784,16 +1300,27 @@ class ReplicaEngine:
                 if self._rx_inflight:
                     return
                 queue.popleft()
+                if not self.disk.disk_flushes:
+                    # `disk-flushes no` (a battery-backed cache): draining the epoch's writes
+                    # orders them (DRBD's write ordering "drain"); no flush before the ack.
+                    if item.link is self._link:
+                        self._send(wire.BarrierAck(item.epoch, item.writes))
+                    continue
                 self._rx_barrier_busy = True
                 io = _Io("rxflush", epoch=item.epoch, length=item.writes, link=item.link)
                 self._out.append(FlushLocal(self._token(io)))
                 return
+            length = item.length if isinstance(item, _RxVerify) else len(item.data)
             if any(
-                _overlap(item.offset, len(item.data), w.offset, len(w.data))
+                _overlap(item.offset, length, w.offset, len(w.data))
                 for w in self._rx_inflight.values()
             ):
                 return
             queue.popleft()
+            if isinstance(item, _RxVerify):
+                io = _Io("vread", offset=item.offset, length=item.length, link=item.link)
+                self._out.append(ReadLocal(self._token(io), item.offset, item.length))
+                continue
             token = self._token(_Io("rx", rx=item))
             self._rx_inflight[token] = item
             self._out.append(WriteLocal(token, item.offset, item.data, item.fua))
@@ -811,12 +1338,270 @@ class ReplicaEngine:
                 self._send(wire.WriteAck(item.seq))
         self._pump_rx()
 
-    # --- resync: target side -------------------------------------------------------------
+    # --- operator commands that need the peer --------------------------------------------
 
-    @property
-    def _bucket_size(self) -> float:
-        # A tenth of a second of rate, at least one block: small bursts, steady average.
-        return max(self.disk.resync_rate * 1024 / 10, float(BLOCK_SIZE))
+    def _require_connected(self, what: str) -> None:
+        if self.cstate is not ConnState.CONNECTED:
+            busy = " (a resync or verify is running)" if self.cstate in _BUSY else ""
+            raise EngineError(f"{what} refused: connection is {self.cstate.value}{busy}")
+        if self._pending_start:
+            raise EngineError(f"{what} refused: another command is waiting for the peer")
+
+    def _start_request(self, kind: int, *, start_block: int = 0, alg: str = "") -> None:
+        gens = self.generations
+        self._pending_start = kind
+        self._pending_verify_start = start_block
+        self._send(
+            wire.StartRequest(kind, start_block, gens.current, gens.bitmap, gens.history, alg)
+        )
+        self._log(f"{_START_NAMES[kind]} requested, waiting for the peer")
+
+    def _start_refusal(self, msg: wire.StartRequest) -> str:
+        """Why this side cannot take part in the peer's command ("" if it can)."""
+        if self.cstate is not ConnState.CONNECTED:
+            return f"{self.node} is {self.cstate.value}"
+        if self._pending_start:
+            return f"{self.node} is waiting for the peer on a command of its own"
+        if msg.kind == wire.START_TARGET and self.disk_state is not DiskState.UP_TO_DATE:
+            return f"{self.node}'s disk is {self.disk_state.literal}, it cannot be sync source"
+        if msg.kind == wire.START_SOURCE and self.role is Role.PRIMARY:
+            return f"{self.node} is Primary and cannot become sync target"
+        if msg.kind == wire.START_VERIFY:
+            if not self.net.verify_alg:
+                return f"verify-alg is not configured on {self.node}"
+            if self.net.verify_alg != msg.alg:
+                return f"verify-alg differs: {msg.alg} on the peer, {self.net.verify_alg} here"
+            if msg.start_block >= self.bitmap.nbits:
+                return f"verify start block {msg.start_block} is outside the volume"
+        return ""
+
+    def _receive_start_request(self, now: float, msg: wire.StartRequest) -> None:
+        gens = self.generations
+        refusal = self._start_refusal(msg)
+        self._send(
+            wire.StartReply(msg.kind, not refusal, gens.current, gens.bitmap, gens.history, refusal)
+        )
+        if refusal:
+            self._log(f"peer's {_START_NAMES[msg.kind]} refused: {refusal}", "warning")
+        elif msg.kind == wire.START_TARGET:
+            self._begin_full_sync("sync-source", None)
+        elif msg.kind == wire.START_SOURCE:
+            self._begin_full_sync("sync-target", Generations(msg.current, msg.bitmap, msg.history))
+        else:
+            self._begin_verify(now, ConnState.VERIFY_T, msg.start_block)
+
+    def _receive_start_reply(self, now: float, msg: wire.StartReply) -> None:
+        if msg.kind != self._pending_start:
+            self._fail(f"unexpected reply to {_START_NAMES[msg.kind]}")
+            return
+        self._pending_start = 0
+        name = _START_NAMES[msg.kind]
+        if not msg.ok:
+            self._log(f"{name} refused by the peer: {msg.reason}", "error")
+        elif msg.kind == wire.START_TARGET:
+            self._begin_full_sync("sync-target", Generations(msg.current, msg.bitmap, msg.history))
+        elif msg.kind == wire.START_SOURCE:
+            self._begin_full_sync("sync-source", None)
+        else:
+            self._begin_verify(now, ConnState.VERIFY_S, self._pending_verify_start)
+
+    def _invalidate_local(self) -> None:
+        self.disk_state = DiskState.INCONSISTENT
+        self.bitmap.set_all()
+
+    def _begin_full_sync(self, role: str, peer_gens: Generations | None) -> None:
+        """invalidate / invalidate-remote, agreed by both: a full sync through the same
+        bitmap exchange as after a handshake."""
+        link = self._link
+        assert link is not None
+        if role == "sync-target":
+            self._sync_peer_gens = peer_gens
+            self._invalidate_local()
+        else:
+            self.bitmap.set_all()
+        link.peer_bitmap_runs = []
+        link.peer_bitmap_done = False
+        link.sync_uuid_received = False
+        self._sync_role = role
+        self.cstate = ConnState.WF_BITMAP
+        self._log(f"full sync as {role.removeprefix('sync-')} (operator command)")
+        self._send_bitmap()
+
+    def _skip_sync_done(self) -> None:
+        self.bitmap.clear_all()
+        self.disk_state = DiskState.UP_TO_DATE
+        self.peer_disk = DiskState.UP_TO_DATE
+        self._log(f"initial sync skipped (new-current-uuid --clear-bitmap): {self.generations}")
+        self._send_state()
+
+    def _receive_new_uuid(self, msg: wire.NewUuid) -> None:
+        if self.cstate is not ConnState.CONNECTED or not self.generations.just_created:
+            self._fail(
+                f"peer skipped the initial sync but this side is {self.cstate.value} "
+                f"with {self.generations}"
+            )
+            return
+        self.generations = receive_sync_uuid(
+            self.generations, msg.uuid, primary=self.role is Role.PRIMARY
+        )
+        self._skip_sync_done()
+
+    # --- online verify -------------------------------------------------------------------
+
+    def _begin_verify(self, now: float, state: ConnState, start_block: int) -> None:
+        self.cstate = state
+        self._verify_next = start_block
+        self._verify_stop = self.bitmap.nbits
+        self._verify_total = self.bitmap.nbits - start_block
+        self._verify_done = 0
+        self._verify_oos = 0
+        self._verify_out.clear()
+        self._verify_retry.clear()
+        self._verify_tries.clear()
+        self._verify_digests.clear()
+        self._progress = SyncProgress(state.value, self._verify_total, now)
+        self._log(f"online verify started ({state.value}) at block {start_block}")
+        if state is ConnState.VERIFY_S:
+            self._pacer = pacer_for(self.disk, now)
+            self._request_verify(now)
+
+    def _request_verify(self, now: float) -> None:
+        pacer = self._pacer
+        assert pacer is not None
+        allowance = pacer.allowance(now, len(self._verify_out) * BLOCK_SIZE)
+        while len(self._verify_out) < self._resync_window and allowance >= BLOCK_SIZE:
+            if self._verify_retry:
+                block = self._verify_retry.popleft()
+            elif self._verify_next < self._verify_stop:
+                block = self._verify_next
+                self._verify_next += 1
+            else:
+                break
+            offset = block * BLOCK_SIZE
+            self._verify_out[block] = False
+            pacer.spend(BLOCK_SIZE)
+            allowance -= BLOCK_SIZE
+            self._send(wire.VerifyRequest(offset, min(BLOCK_SIZE, self.size - offset)))
+        if (
+            not self._verify_out
+            and not self._verify_retry
+            and self._verify_next >= self._verify_stop
+        ):
+            self._send(wire.VerifyDone(self._verify_done, self._verify_oos))
+            self._end_verify()
+
+    def _verify_touch(self, offset: int, length: int) -> None:
+        """A write to blocks being verified: their digests may predate it on one side and
+        not on the other, so they are compared again."""
+        if not self._verify_out:
+            return
+        for block in _blocks(offset, length):
+            if block in self._verify_out:
+                self._verify_out[block] = True
+
+    def _receive_verify_request(self, msg: wire.VerifyRequest) -> None:
+        if self.cstate is not ConnState.VERIFY_T or msg.offset + msg.length > self.size:
+            self._fail(f"unexpected verify request at {msg.offset} in {self.cstate.value}")
+            return
+        self._rx_queue.append(_RxVerify(msg.offset, msg.length, self._link))
+        self._pump_rx()
+
+    def _verify_read_done(self, io: _Io, ok: bool, data: bytes) -> None:
+        if io.link is not self._link or self.cstate is not ConnState.VERIFY_T:
+            return
+        alg = self.net.verify_alg
+        # An unreadable block answers with an empty digest: the source counts it as differing.
+        digest = wire.integrity_digest(alg, data) if ok and alg and len(data) == io.length else b""
+        self._send(wire.VerifyReply(io.offset, io.length, digest))
+
+    def _receive_verify_reply(self, msg: wire.VerifyReply) -> None:
+        block = msg.offset // BLOCK_SIZE
+        if self.cstate is not ConnState.VERIFY_S or block not in self._verify_out:
+            self._fail(f"unexpected verify reply at {msg.offset} in {self.cstate.value}")
+            return
+        if self._pacer is not None:
+            self._pacer.received(msg.length)
+        if self._verify_racing(block, msg.offset, msg.length):
+            return
+        self._verify_digests[block] = msg.digest
+        io = _Io("vlocal", offset=msg.offset, length=msg.length, link=self._link)
+        self._out.append(ReadLocal(self._token(io), msg.offset, msg.length))
+
+    def _verify_racing(self, block: int, offset: int, length: int) -> bool:
+        """A write touched the block, or one is still on its way to this disk: ask again."""
+        busy = self._writes_pending(offset, length) or any(
+            isinstance(item, _RxWrite) and _overlap(offset, length, item.offset, len(item.data))
+            for item in (*self._rx_queue, *self._rx_inflight.values())
+        )
+        if not (self._verify_out[block] or busy):
+            return False
+        del self._verify_out[block]
+        self._verify_digests.pop(block, None)
+        tries = self._verify_tries.get(block, 0) + 1
+        self._verify_tries[block] = tries
+        if tries <= VERIFY_RETRIES:
+            self._verify_retry.append(block)
+        else:
+            # Written to every time it was compared: report it rather than loop for ever.
+            self._log(f"verify skipped block {block}: written to during every attempt", "warning")
+            self._verify_done += 1
+            self._send(wire.VerifyResult(offset, length, True))
+        return True
+
+    def _verify_compare_done(self, now: float, io: _Io, ok: bool, data: bytes) -> None:
+        if io.link is not self._link or self.cstate is not ConnState.VERIFY_S:
+            return
+        block = io.offset // BLOCK_SIZE
+        if self._verify_racing(block, io.offset, io.length):
+            self._request_verify(now)
+            return
+        peer_digest = self._verify_digests.pop(block)
+        del self._verify_out[block]
+        alg = self.net.verify_alg
+        in_sync = bool(
+            ok
+            and alg
+            and peer_digest
+            and len(data) == io.length
+            and wire.integrity_digest(alg, data) == peer_digest
+        )
+        self._verify_result(io.offset, io.length, in_sync)
+        self._send(wire.VerifyResult(io.offset, io.length, in_sync))
+        self._request_verify(now)
+
+    def _verify_result(self, offset: int, length: int, in_sync: bool) -> None:
+        self._verify_done += 1
+        if not in_sync:
+            self._verify_oos += 1
+            self._mark_dirty(offset, length)
+            self._log(f"verify: block {offset // BLOCK_SIZE} out of sync", "warning")
+
+    def _receive_verify_result(self, msg: wire.VerifyResult) -> None:
+        if self.cstate is not ConnState.VERIFY_T:
+            self._fail(f"unexpected verify result in {self.cstate.value}")
+            return
+        self._verify_result(msg.offset, msg.length, msg.in_sync)
+
+    def _receive_verify_done(self, msg: wire.VerifyDone) -> None:
+        if self.cstate is not ConnState.VERIFY_T:
+            self._fail(f"unexpected end of verify in {self.cstate.value}")
+            return
+        self._end_verify()
+
+    def _end_verify(self) -> None:
+        self.stats["verified_blocks"] += self._verify_done
+        self.stats["verify_out_of_sync"] += self._verify_oos
+        self._log(
+            f"online verify done: {self._verify_done} blocks compared, "
+            f"{self._verify_oos} out of sync"
+        )
+        if self._verify_oos:
+            self._out.append(RunHandler("out-of-sync"))
+        self.cstate = ConnState.CONNECTED
+        self._progress = None
+        self._pacer = None
+
+    # --- resync: target side -------------------------------------------------------------
 
     def _next_todo(self) -> int | None:
         while self._todo:
@@ -830,18 +1615,47 @@ class ReplicaEngine:
         return None
 
     def _request_resync(self, now: float) -> None:
-        rate = self.disk.resync_rate * 1024
-        self._bucket = min(self._bucket_size, self._bucket + (now - self._bucket_time) * rate)
-        self._bucket_time = max(self._bucket_time, now)
-        while len(self._requested) < RESYNC_WINDOW and self._bucket >= BLOCK_SIZE:
+        pacer = self._pacer
+        assert pacer is not None
+        allowance = pacer.allowance(now, len(self._requested) * BLOCK_SIZE)
+        while len(self._requested) < self._resync_window and allowance >= BLOCK_SIZE:
             block = self._next_todo()
             if block is None:
                 break
             offset = block * BLOCK_SIZE
             length = min(BLOCK_SIZE, self.size - offset)
             self._requested.add(block)
-            self._bucket -= BLOCK_SIZE
-            self._send(wire.ResyncRequest(offset, length))
+            pacer.spend(BLOCK_SIZE)
+            allowance -= BLOCK_SIZE
+            if self.net.csums_alg:
+                # Read our own copy first: the source sends data only if its block differs.
+                io = _Io("csread", offset=offset, length=length, link=self._link)
+                self._out.append(ReadLocal(self._token(io), offset, length))
+            else:
+                self._send(wire.ResyncRequest(offset, length))
+
+    def _csum_read_done(self, now: float, io: _Io, ok: bool, data: bytes) -> None:
+        if io.link is not self._link or self.cstate is not ConnState.SYNC_TARGET:
+            return  # that resync is over
+        alg = self.net.csums_alg
+        if ok and alg and len(data) == io.length:
+            self._send(wire.CsumRequest(io.offset, io.length, wire.integrity_digest(alg, data)))
+        else:
+            self._send(wire.ResyncRequest(io.offset, io.length))  # unreadable: just copy it
+
+    def _receive_resync_equal(self, now: float, msg: wire.ResyncEqual) -> None:
+        block = msg.offset // BLOCK_SIZE
+        if self.cstate is not ConnState.SYNC_TARGET or block not in self._requested:
+            self._fail(f"unrequested resync answer at {msg.offset}")
+            return
+        self.stats["resync_blocks_equal"] += 1
+        if self._pacer is not None:
+            self._pacer.received(msg.length)
+        self._requested.discard(block)
+        self.bitmap.clear(block)
+        self._send(wire.ResyncAck(msg.offset, msg.length, True))
+        self._request_resync(now)
+        self._check_target_done()
 
     def _receive_resync_data(self, msg: wire.ResyncData) -> None:
         block = msg.offset // BLOCK_SIZE
@@ -849,6 +1663,9 @@ class ReplicaEngine:
             self._fail(f"unrequested resync data at {msg.offset}")
             return
         self.stats["resync_blocks_received"] += 1
+        self._counters["nr"] += len(msg.payload)
+        if self._pacer is not None:
+            self._pacer.received(len(msg.payload))
         self._rx_queue.append(_RxWrite(msg.offset, msg.payload, resync=True, link=self._link))
         self._pump_rx()
 
@@ -882,15 +1699,22 @@ class ReplicaEngine:
 
     # --- resync: source side -------------------------------------------------------------
 
-    def _receive_resync_request(self, offset: int, length: int) -> None:
+    def _receive_resync_request(
+        self, offset: int, length: int, digest: bytes | None = None
+    ) -> None:
         if self.cstate is not ConnState.SYNC_SOURCE or length <= 0 or offset + length > self.size:
             self._fail(f"bad resync request [{offset}, +{length}) in {self.cstate.value}")
             return
-        self._issue_read(offset, length)
+        self._issue_read(offset, length, digest)
 
-    def _issue_read(self, offset: int, length: int) -> None:
+    def _receive_csum_request(self, msg: wire.CsumRequest) -> None:
+        # Without csums-alg here the digest cannot be checked: sending the data is always right.
+        digest = msg.digest if self.net.csums_alg else None
+        self._receive_resync_request(msg.offset, msg.length, digest)
+
+    def _issue_read(self, offset: int, length: int, digest: bytes | None = None) -> None:
         token = self._token(_Io("rsread", offset=offset, length=length))
-        self._reads[token] = (offset, length, self._link)
+        self._reads[token] = (offset, length, self._link, digest)
         if self._writes_pending(offset, length):
             # Concurrent with a write to the same blocks: the disk may return either version.
             self._stale_reads.add(token)
@@ -899,7 +1723,7 @@ class ReplicaEngine:
     def _mark_reads_stale(self, offset: int, length: int) -> None:
         # A resync read racing an application write may return the old data, and the peer
         # would then overwrite the mirrored new data with it: such a read is done again.
-        for token, (r_off, r_len, _) in self._reads.items():
+        for token, (r_off, r_len, _, _) in self._reads.items():
             if _overlap(offset, length, r_off, r_len):
                 self._stale_reads.add(token)
 
@@ -912,25 +1736,31 @@ class ReplicaEngine:
     def _resync_read_done(
         self, token: int, offset: int, length: int, ok: bool, data: bytes
     ) -> None:
-        asked_by = self._reads.pop(token)[2]
+        _, _, asked_by, digest = self._reads.pop(token)
         stale = token in self._stale_reads
         self._stale_reads.discard(token)
         if self.cstate is not ConnState.SYNC_SOURCE or asked_by is not self._link:
             return  # asked for on a connection that is gone; the new one asks again
         if stale or not ok or len(data) != length:
-            self._deferred_reads.append((offset, length))
+            self._deferred_reads.append((offset, length, digest))
             self._retry_deferred_reads()
             return
+        alg = self.net.csums_alg
+        if digest is not None and alg and wire.integrity_digest(alg, data) == digest:
+            self.stats["resync_blocks_equal"] += 1
+            self._send(wire.ResyncEqual(offset, length))
+            return
         self.stats["resync_blocks_sent"] += 1
+        self._counters["ns"] += len(data)
         self._send(wire.ResyncData(offset, data))
 
     def _retry_deferred_reads(self) -> None:
         waiting, self._deferred_reads = self._deferred_reads, []
-        for offset, length in waiting:
+        for offset, length, digest in waiting:
             if self._writes_pending(offset, length):
-                self._deferred_reads.append((offset, length))
+                self._deferred_reads.append((offset, length, digest))
             else:
-                self._issue_read(offset, length)
+                self._issue_read(offset, length, digest)
 
     def _receive_resync_ack(self, msg: wire.ResyncAck) -> None:
         if self.cstate is not ConnState.SYNC_SOURCE:

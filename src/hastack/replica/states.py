@@ -26,6 +26,20 @@ class DiskState(enum.IntEnum):
     UP_TO_DATE = 3
     UNKNOWN = 4  # the peer's disk while disconnected (DRBD's DUnknown)
 
+    @property
+    def literal(self) -> str:
+        """DRBD's spelling, as /proc/drbd and `drbdadm dstate` show it."""
+        return _DISK_LITERALS[self]
+
+
+_DISK_LITERALS = {
+    DiskState.DISKLESS: "Diskless",
+    DiskState.INCONSISTENT: "Inconsistent",
+    DiskState.OUTDATED: "Outdated",
+    DiskState.UP_TO_DATE: "UpToDate",
+    DiskState.UNKNOWN: "DUnknown",
+}
+
 
 class ConnState(enum.Enum):
     STANDALONE = "StandAlone"  # not trying to connect (after a refusal or `disconnect`)
@@ -34,8 +48,16 @@ class ConnState(enum.Enum):
     SYNC_SOURCE = "SyncSource"
     SYNC_TARGET = "SyncTarget"
     CONNECTED = "Connected"
+    VERIFY_S = "VerifyS"  # online verify: this side asks for digests and compares
+    VERIFY_T = "VerifyT"  # online verify: this side answers with digests
 
     @property
     def replicating(self) -> bool:
         """Application writes are mirrored to the peer in these states."""
-        return self in (ConnState.CONNECTED, ConnState.SYNC_SOURCE, ConnState.SYNC_TARGET)
+        return self in (
+            ConnState.CONNECTED,
+            ConnState.SYNC_SOURCE,
+            ConnState.SYNC_TARGET,
+            ConnState.VERIFY_S,
+            ConnState.VERIFY_T,
+        )

@@ -168,10 +168,19 @@ class MsgType(enum.IntEnum):
     RESYNC_DATA = 23
     RESYNC_ACK = 24
     OUT_OF_SYNC = 25
+    CSUM_REQUEST = 26  # csums-alg: a resync request carrying the target's digest of the block
+    RESYNC_EQUAL = 27  # csums-alg: the source's block has that digest, no data follows
     PING = 30
     PING_ACK = 31
     STATE = 32
     DISCONNECT = 33
+    START_REQUEST = 40  # operator: invalidate, invalidate-remote, verify
+    START_REPLY = 41
+    NEW_UUID = 42  # operator: new-current-uuid --clear-bitmap
+    VERIFY_REQUEST = 43
+    VERIFY_REPLY = 44
+    VERIFY_RESULT = 45
+    VERIFY_DONE = 46
 
 
 class Message:
@@ -545,6 +554,184 @@ class Disconnect(Message):
     @classmethod
     def unpack(cls, r: _Reader) -> Disconnect:
         return cls(r.text16())
+
+
+@_register
+@dataclass(frozen=True)
+class ResyncEqual(_RangeMessage):
+    """csums-alg: the source's block matches the target's digest; the target keeps its copy."""
+
+    TYPE: ClassVar[MsgType] = MsgType.RESYNC_EQUAL
+
+
+_DIGEST_RANGE = struct.Struct(">QI")
+
+
+@dataclass(frozen=True)
+class _DigestRangeMessage(Message):
+    offset: int
+    length: int
+    digest: bytes
+
+    def pack(self) -> bytes:
+        return _DIGEST_RANGE.pack(self.offset, self.length) + _blob8(self.digest)
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> _DigestRangeMessage:
+        offset, length = r.unpack(_DIGEST_RANGE)
+        return cls(offset, length, r.blob8())
+
+
+@_register
+@dataclass(frozen=True)
+class CsumRequest(_DigestRangeMessage):
+    """csums-alg: "send me this block unless yours has this digest" (target to source)."""
+
+    TYPE: ClassVar[MsgType] = MsgType.CSUM_REQUEST
+
+
+# StartRequest kinds
+START_TARGET = 1  # invalidate: the sender becomes sync target of a full sync
+START_SOURCE = 2  # invalidate-remote: the sender becomes sync source of a full sync
+START_VERIFY = 3  # verify: the sender becomes VerifyS from `start_block`
+_START_KINDS = (START_TARGET, START_SOURCE, START_VERIFY)
+_START = struct.Struct(">BQQQQQ")
+
+
+def _start_kind(kind: int, what: str) -> int:
+    if kind not in _START_KINDS:
+        raise WireError(f"{what}: unknown kind {kind}")
+    return kind
+
+
+@_register
+@dataclass(frozen=True)
+class StartRequest(Message):
+    """An operator command that needs the peer: the sender's generation identifiers travel
+    with it (a sync target finishes by adopting its source's), `alg` names the verify-alg."""
+
+    TYPE: ClassVar[MsgType] = MsgType.START_REQUEST
+    kind: int
+    start_block: int
+    current: int
+    bitmap: int
+    history: tuple[int, int]
+    alg: str = ""
+
+    def pack(self) -> bytes:
+        head = _START.pack(self.kind, self.start_block, self.current, self.bitmap, *self.history)
+        return head + _blob16(self.alg.encode())
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> StartRequest:
+        kind, start, cur, bm, h0, h1 = r.unpack(_START)
+        return cls(_start_kind(kind, "start request"), start, cur, bm, (h0, h1), r.text16())
+
+
+_REPLY = struct.Struct(">BBQQQQ")
+
+
+@_register
+@dataclass(frozen=True)
+class StartReply(Message):
+    TYPE: ClassVar[MsgType] = MsgType.START_REPLY
+    kind: int
+    ok: bool
+    current: int
+    bitmap: int
+    history: tuple[int, int]
+    reason: str = ""  # why the peer refused
+
+    def pack(self) -> bytes:
+        head = _REPLY.pack(self.kind, int(self.ok), self.current, self.bitmap, *self.history)
+        return head + _blob16(self.reason.encode())
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> StartReply:
+        kind, ok, cur, bm, h0, h1 = r.unpack(_REPLY)
+        if ok > 1:
+            raise WireError(f"start reply: ok flag {ok} is not 0 or 1")
+        return cls(_start_kind(kind, "start reply"), bool(ok), cur, bm, (h0, h1), r.text16())
+
+
+NEW_UUID_CLEAR_BITMAP = 1
+_NEW_UUID = struct.Struct(">QB")
+
+
+@_register
+@dataclass(frozen=True)
+class NewUuid(Message):
+    """new-current-uuid --clear-bitmap: the peer adopts `uuid` and both skip the initial sync."""
+
+    TYPE: ClassVar[MsgType] = MsgType.NEW_UUID
+    uuid: int
+    flags: int = NEW_UUID_CLEAR_BITMAP
+
+    def pack(self) -> bytes:
+        return _NEW_UUID.pack(self.uuid, self.flags)
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> NewUuid:
+        uuid, flags = r.unpack(_NEW_UUID)
+        if flags & ~NEW_UUID_CLEAR_BITMAP:
+            raise WireError(f"new uuid: unknown flags {flags:#x}")
+        return cls(uuid, flags)
+
+
+@_register
+@dataclass(frozen=True)
+class VerifyRequest(_RangeMessage):
+    """VerifyS to VerifyT: send the digest of this range."""
+
+    TYPE: ClassVar[MsgType] = MsgType.VERIFY_REQUEST
+
+
+@_register
+@dataclass(frozen=True)
+class VerifyReply(_DigestRangeMessage):
+    TYPE: ClassVar[MsgType] = MsgType.VERIFY_REPLY
+
+
+_VERIFY_RESULT = struct.Struct(">QIB")
+
+
+@_register
+@dataclass(frozen=True)
+class VerifyResult(Message):
+    """VerifyS to VerifyT: whether the range matched (a mismatch goes into both bitmaps)."""
+
+    TYPE: ClassVar[MsgType] = MsgType.VERIFY_RESULT
+    offset: int
+    length: int
+    in_sync: bool
+
+    def pack(self) -> bytes:
+        return _VERIFY_RESULT.pack(self.offset, self.length, int(self.in_sync))
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> VerifyResult:
+        offset, length, in_sync = r.unpack(_VERIFY_RESULT)
+        if in_sync > 1:
+            raise WireError(f"verify result: in-sync flag {in_sync} is not 0 or 1")
+        return cls(offset, length, bool(in_sync))
+
+
+_VERIFY_DONE = struct.Struct(">QQ")
+
+
+@_register
+@dataclass(frozen=True)
+class VerifyDone(Message):
+    TYPE: ClassVar[MsgType] = MsgType.VERIFY_DONE
+    verified: int  # blocks compared
+    out_of_sync: int  # blocks that differed
+
+    def pack(self) -> bytes:
+        return _VERIFY_DONE.pack(self.verified, self.out_of_sync)
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> VerifyDone:
+        return cls(*r.unpack(_VERIFY_DONE))
 
 
 # --- framing -------------------------------------------------------------------------------

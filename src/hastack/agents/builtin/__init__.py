@@ -9,4 +9,5 @@ BUILTIN_AGENTS: dict[str, str] = {
     "IPaddr2": "ipaddr2",
     "Filesystem": "filesystem",
     "httpcheck": "httpcheck",
+    "replica": "replica",
 }

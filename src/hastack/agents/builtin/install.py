@@ -1,4 +1,5 @@
-"""Install hastack's agents into an OCF root as `ROOT/resource.d/hastack/TYPE`.
+"""Install hastack's agents into an OCF root as `ROOT/resource.d/hastack/TYPE`, and its heartbeat
+R1 scripts (drbddisk) into heartbeat's `/etc/ha.d/resource.d/`.
 
 Each is a small /bin/sh wrapper that execs this Python with `-m hastack.agents.builtin.NAME`,
 so Pacemaker, ocf-tester and hastack itself run them like any OCF agent. PYTHONPATH is set to
@@ -23,6 +24,8 @@ from hastack.agents.builtin import BUILTIN_AGENTS
 
 PROVIDER = "hastack"
 MARKER = "# hastack OCF agent wrapper"
+# heartbeat R1 scripts: name in resource.d -> module of hastack.agents.builtin
+R1_SCRIPTS = {"drbddisk": "drbddisk"}
 
 
 class InstallError(OSError):
@@ -55,7 +58,11 @@ def interpreter_finds_hastack(python: str) -> bool:
     return proc.returncode == 0 and Path(found).resolve() == Path(hastack.__file__).resolve()
 
 
-def wrapper_text(type_name: str, module: str, python: str, pythonpath: str | None) -> str:
+def wrapper_text(
+    type_name: str, module: str, python: str, pythonpath: str | None, *, what: str = ""
+) -> str:
+    """A /bin/sh wrapper that runs `module`; `what` names it in the marker line."""
+    what = what or f"OCF agent ocf:{PROVIDER}:{type_name}, written by `hastack agent install-ocf`"
     src = shlex.quote(str(package_parent()))
     set_path = (
         f"PYTHONPATH={shlex.quote(pythonpath)}${{PYTHONPATH:+:$PYTHONPATH}}; export PYTHONPATH\n"
@@ -64,7 +71,7 @@ def wrapper_text(type_name: str, module: str, python: str, pythonpath: str | Non
     )
     return (
         "#!/bin/sh\n"
-        f"{MARKER}: OCF agent ocf:{PROVIDER}:{type_name}, written by `hastack agent install-ocf`.\n"
+        f"{MARKER}: {what}.\n"
         f"PY={shlex.quote(python)}\n"
         f"{set_path}"
         'if [ ! -x "$PY" ]; then\n'
@@ -85,9 +92,22 @@ def install_ocf(root: Path, python: str | None = None) -> list[Path]:
     Files of ours are replaced; a file there that hastack did not write is left alone and
     reported with InstallError, before anything is written.
     """
-    python = python or sys.executable
     directory = Path(root) / "resource.d" / PROVIDER
-    targets = {directory / name: module for name, module in BUILTIN_AGENTS.items()}
+    return _install(directory, BUILTIN_AGENTS, python)
+
+
+def install_r1(ha_d: Path, python: str | None = None) -> list[Path]:
+    """Write heartbeat R1 scripts (drbddisk) under HA_D/resource.d/ (mode 0755), as
+    heartbeat's packages install them, so haresources' `drbddisk::r0` finds them."""
+    what = "heartbeat R1 script {name}, written by `hastack agent install-r1`"
+    return _install(Path(ha_d) / "resource.d", R1_SCRIPTS, python, what=what)
+
+
+def _install(
+    directory: Path, scripts: dict[str, str], python: str | None, *, what: str = ""
+) -> list[Path]:
+    python = python or sys.executable
+    targets = {directory / name: module for name, module in scripts.items()}
     for path in targets:
         if path.exists() and MARKER not in _head(path):
             raise InstallError(f"{path} exists and was not written by hastack: not replaced")
@@ -100,7 +120,8 @@ def install_ocf(root: Path, python: str | None = None) -> list[Path]:
         raise InstallError(f"cannot create {directory}: {err.strerror}") from None
     written = []
     for path, module in targets.items():
-        text = wrapper_text(path.name, module, python, pythonpath)
+        label = what.format(name=path.name) if what else ""
+        text = wrapper_text(path.name, module, python, pythonpath, what=label)
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
         try:
             tmp.write_text(text)

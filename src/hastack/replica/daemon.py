@@ -1,0 +1,987 @@
+"""`hastack replica serve`: this node's replication daemon, the asyncio shell around the engines.
+
+For every resource of drbd.conf that has a host section for this node, the daemon attaches each
+volume's backing device (backing.py), runs one ReplicaEngine per volume, keeps the resource's
+one TCP connection to its peer (peer_link.py framing), and serves each volume over NBD
+(nbd_server.py) while the resource is Primary. Verbs arrive on a control socket (control.py).
+
+What the shell decides, and why:
+
+* Who connects: the node whose name sorts first dials, the other accepts. Two nodes dialling
+  each other at once would need a tie-break between two live connections; one dialler never
+  does. The dialler retries every `connect-int`; a refused (StandAlone) resource waits for
+  `connect`.
+* Local writes go through the activity log (backing.Backing.begin_write) before they are
+  issued; an application write keeps its extent in the log until the engine completes it, so a
+  crash never forgets an extent whose write the peer may lack. Writes that overlap one still in
+  flight wait for it: the disk sees them in the order the engine issued them.
+* The superblock follows the engine: after every batch of effects, the identifiers and flags
+  are compared and rewritten when they changed, before anything else happens on the loop (so a
+  new data generation is stable before the first write under it is acknowledged).
+* The bitmap is written when it changed, at most once a second, after the data it vouches for
+  is stable, and at a clean stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import random
+import signal
+import time
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from hastack.replica import peer_link
+from hastack.replica.activitylog import ActivityLogBusy
+from hastack.replica.backing import (
+    Backing,
+    BackingError,
+    Prepared,
+    attach_disk_state,
+    flags_for,
+)
+from hastack.replica.config import select_host
+from hastack.replica.engine import (
+    CloseConnection,
+    Complete,
+    Effect,
+    EngineError,
+    FlushLocal,
+    Log,
+    ReadLocal,
+    Released,
+    ReplicaEngine,
+    RunHandler,
+    Send,
+    WriteLocal,
+)
+from hastack.replica.model import Address, DrbdConf, Host, Resource, Volume
+from hastack.replica.nbd_server import Access, Export, NBDServer
+from hastack.replica.states import ConnState, DiskState, Role
+
+log = logging.getLogger("hastack.replica")
+
+TICK = 0.1  # engine ticks: pings, epoch closing, resync pacing
+BITMAP_WRITE_INTERVAL = 1.0
+HANDLER_TIMEOUT = 60.0
+_ZERO_CHUNK = 1 << 20
+_READ_SIZE = 256 * 1024
+_READY = Prepared(None, None)  # nothing to make stable first
+INLINE_WRITE = 128 * 1024  # local writes up to this size are issued on the event loop
+
+
+class ReplicaCommandError(Exception):
+    """A verb the daemon refuses; the message goes back to the operator."""
+
+
+# --- one volume ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Write:
+    start: int
+    stop: int
+    done: asyncio.Future[None]
+
+
+class VolumeRunner:
+    """One volume of a resource on this node: backing, engine, the effects between them."""
+
+    def __init__(self, resource: ResourceRunner, volume: Volume, backing: Backing) -> None:
+        self.resource = resource
+        self.volume = volume
+        self.backing = backing
+        res = resource.config
+        sb = backing.superblock
+        disk_opts = res.volume_disk(volume)
+        disk_state = attach_disk_state(sb.flags, disk_opts.fencing)
+        self.engine = ReplicaEngine(
+            node=resource.node,
+            size=backing.size,
+            net=res.net,
+            disk=disk_opts,
+            rng=random.SystemRandom(),
+            role=Role.SECONDARY,
+            disk_state=disk_state,
+            generations=sb.generations,
+            bitmap=backing.bitmap,
+            crashed_primary=backing.crashed_primary,
+            now=time.monotonic(),
+        )
+        self._handles = 0
+        self._waiting: dict[int, asyncio.Future[None]] = {}
+        # application writes admitted to the activity log (handle -> range), until Released
+        self._admitted: dict[int, tuple[int, int]] = {}
+        self._issued: set[int] = set()  # admitted writes the engine issued locally
+        self._metadata_event = asyncio.Event()  # replaced each time a transaction is stable
+        self._inflight: dict[int, _Write] = {}  # token -> local write in flight
+        self._bitmap_crc = zlib.crc32(backing.bitmap.to_bytes())
+        self._bitmap_written = time.monotonic()
+        self._persisted: tuple[object, ...] = ()  # the engine state the superblock reflects
+        self.nbd: NBDServer | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    # --- effects -------------------------------------------------------------------------
+
+    def run(self, effects: list[Effect]) -> None:
+        """Carry out an engine's effects."""
+        for effect in effects:
+            if isinstance(effect, WriteLocal):
+                self._write(effect)
+            elif isinstance(effect, ReadLocal):
+                self._io(effect.token, self.backing.read, effect.offset, effect.length)
+            elif isinstance(effect, FlushLocal):
+                self._io(effect.token, self.backing.flush)
+            elif isinstance(effect, Send):
+                self.resource.send(self.volume.number, effect.frame)
+            elif isinstance(effect, Released):
+                self._release(effect.handle)
+            elif isinstance(effect, Complete):
+                if effect.handle not in self._issued:
+                    self._release(effect.handle)  # refused before any write was issued
+                future = self._waiting.pop(effect.handle, None)
+                if future is not None and not future.done():
+                    if effect.ok:
+                        future.set_result(None)
+                    else:
+                        future.set_exception(OSError(_errno_for(effect.error), effect.error))
+            elif isinstance(effect, CloseConnection):
+                self.resource.close_connection(effect.reason)
+            elif isinstance(effect, RunHandler):
+                self.resource.run_handler(effect.name, self.volume)
+            elif isinstance(effect, Log):
+                level = {"warning": logging.WARNING, "error": logging.ERROR}.get(
+                    effect.level, logging.INFO
+                )
+                log.log(level, "%s/%d: %s", self.resource.name, self.volume.number, effect.text)
+        self.persist()
+
+    def _write(self, effect: WriteLocal) -> None:
+        start, stop = effect.offset, effect.offset + len(effect.data)
+        before = [w.done for w in self._inflight.values() if w.start < stop and start < w.stop]
+        entry = _Write(start, stop, self.loop.create_future())
+        self._inflight[effect.token] = entry
+        prepared: Prepared | None
+        if effect.handle is not None and effect.handle in self._admitted:
+            # An application write was admitted to the activity log before the engine saw it.
+            self._issued.add(effect.handle)
+            prepared = _READY
+        else:
+            try:  # a peer's or a resync write: the log is updated in the engine's order
+                prepared = self.backing.begin_write(effect.offset, len(effect.data))
+            except ActivityLogBusy:
+                prepared = None
+        if (
+            not before
+            and prepared is not None
+            and prepared.ready
+            and not effect.fua
+            and len(effect.data) <= INLINE_WRITE
+        ):
+            # A small write to the page cache costs microseconds: a thread hop costs more.
+            # After this batch of effects, so the engine sees its effects in order.
+            self.loop.call_soon(self._write_inline, effect, entry)
+        else:
+            self.loop.create_task(self._do_write(effect, before, entry, prepared))
+
+    def _write_inline(self, effect: WriteLocal, entry: _Write) -> None:
+        self._finish_write(effect, entry, self._write_now(effect))
+
+    def _write_now(self, effect: WriteLocal) -> bool:
+        try:
+            self.backing.write_data(effect.offset, effect.data, effect.fua)
+        except OSError as err:
+            self.resource.io_error(self.volume, f"write at {effect.offset}: {err}")
+            return False
+        return True
+
+    def _finish_write(self, effect: WriteLocal, entry: _Write, ok: bool) -> None:
+        if effect.handle is None or effect.handle not in self._admitted:
+            self.backing.end_write(effect.offset, len(effect.data))
+        # An application write keeps its extent hot until the engine says the write is
+        # settled on both sides (Released), not merely done here.
+        self._inflight.pop(effect.token, None)
+        entry.done.set_result(None)
+        self.run(self.engine.io_done(time.monotonic(), effect.token, ok))
+
+    async def _do_write(
+        self,
+        effect: WriteLocal,
+        before: list[asyncio.Future[None]],
+        entry: _Write,
+        prepared: Prepared | None,
+    ) -> None:
+        if before:
+            await asyncio.wait(before)
+        if prepared is None:
+            prepared = await self._begin(effect.offset, len(effect.data))
+        ok = await self._make_stable(prepared, effect.offset)
+        if ok:
+            ok = await self.resource.daemon.blocking(self._write_now, effect)
+        self._finish_write(effect, entry, ok)
+
+    async def _begin(self, offset: int, length: int) -> Prepared:
+        while True:
+            try:
+                return self.backing.begin_write(offset, length)
+            except ActivityLogBusy:
+                # Every extent of the log has writes in flight: wait for one to finish.
+                await asyncio.sleep(0.001)
+
+    async def _make_stable(self, prepared: Prepared, offset: int) -> bool:
+        """Write what the log needs (this write's transaction) and wait for what it depends
+        on (earlier writes' transactions): then the data may go to disk, or to the peer."""
+        ok = True
+        if prepared.needs_metadata:
+            try:
+                await self.resource.daemon.blocking(self.backing.write_metadata, prepared)
+            except OSError as err:
+                ok = False
+                self.resource.io_error(self.volume, f"meta-data before {offset}: {err}")
+            self.backing.transaction_stable(prepared)
+            self._metadata_written()
+        while not self.backing.stable(prepared.wait):
+            await self._metadata_event.wait()  # another write's transaction, in flight
+        return ok
+
+    def _metadata_written(self) -> None:
+        """Wake the writes waiting for an activity-log transaction to be stable."""
+        event, self._metadata_event = self._metadata_event, asyncio.Event()
+        event.set()
+
+    def _io(self, token: int, func: Callable[..., Any], *args: Any) -> None:
+        async def go() -> None:
+            ok, data = True, b""
+            try:
+                result = await self.resource.daemon.blocking(func, *args)
+                if isinstance(result, bytes):
+                    data = result
+            except OSError as err:
+                ok = False
+                self.resource.io_error(self.volume, str(err))
+            self.run(self.engine.io_done(time.monotonic(), token, ok, data))
+
+        self.loop.create_task(go())
+
+    def persist(self, *, force_bitmap: bool = False) -> None:
+        """Write the superblock when the engine changed its identifiers or flags; the bitmap
+        when it changed (at most once a second unless forced)."""
+        engine = self.engine
+        key = (
+            engine.role,
+            engine.disk_state,
+            engine.peer_disk,
+            engine.cstate,
+            engine.generations,
+            engine.crashed_primary,
+        )
+        if key != self._persisted:
+            self._persist_superblock()
+            self._persisted = key
+        now = time.monotonic()
+        if force_bitmap or now - self._bitmap_written >= BITMAP_WRITE_INTERVAL:
+            data = engine.bitmap.to_bytes()
+            crc = zlib.crc32(data)
+            if crc != self._bitmap_crc:
+                self.backing.write_bitmap(data_first=True)
+                self._bitmap_crc = crc
+            self._bitmap_written = now
+
+    def _persist_superblock(self) -> None:
+        engine = self.engine
+        flags = flags_for(
+            self.backing.superblock.flags,
+            primary=engine.role is Role.PRIMARY,
+            disk=engine.disk_state,
+            connected=engine.cstate is not ConnState.STANDALONE
+            and engine.cstate is not ConnState.CONNECTING,
+            peer_outdated=engine.peer_disk is DiskState.OUTDATED,
+            crashed_primary=engine.crashed_primary,
+        )
+        self.backing.update(generations=engine.generations, flags=flags)
+
+    # --- the application's side (NBD) ----------------------------------------------------
+
+    def _next_handle(self) -> tuple[int, asyncio.Future[None]]:
+        self._handles += 1
+        future = self.loop.create_future()
+        self._waiting[self._handles] = future
+        return self._handles, future
+
+    async def app_write(self, offset: int, data: bytes, fua: bool) -> None:
+        # DRBD's order: the extent is in the activity log on disk before the write goes to
+        # the local disk or to the peer, so a crash never leaves a block on either side that
+        # the crashed node's log does not name. Waiting here (not with the write already in
+        # the peer stream) lets earlier writes' barrier acks through, which free log slots.
+        prepared = await self._begin(offset, len(data))
+        if not await self._make_stable(prepared, offset):
+            self.backing.end_write(offset, len(data))
+            raise OSError(errno.EIO, "activity log write failed")
+        handle, future = self._next_handle()
+        self._admitted[handle] = (offset, len(data))
+        effects = self.engine.app_write(time.monotonic(), handle, offset, data, fua=fua)
+        self.run(effects)
+        await future
+
+    def _release(self, handle: int) -> None:
+        held = self._admitted.pop(handle, None)
+        self._issued.discard(handle)
+        if held is not None:
+            self.backing.end_write(*held)
+
+    async def app_flush(self) -> None:
+        handle, future = self._next_handle()
+        self.run(self.engine.app_flush(time.monotonic(), handle))
+        await future
+
+    async def app_read(self, offset: int, length: int) -> bytes:
+        if self.engine.disk_state is not DiskState.UP_TO_DATE:
+            raise OSError(errno.EIO, f"disk is {self.engine.disk_state.literal}")
+        data = await self.resource.daemon.blocking(self.backing.read, offset, length)
+        self.run(self.engine.note_app_read(time.monotonic(), length))
+        return data
+
+    def status(self) -> dict[str, Any]:
+        st = dict(self.engine.status)
+        stats = dict(st.get("stats") or {})
+        stats["al"] = self.backing.stats["al"]
+        stats["bm"] = self.backing.stats["bm"]
+        nbd = self.volume.nbd_export
+        return {
+            "volume": self.volume.number,
+            "minor": self.volume.minor,
+            "device": self.volume.device,
+            "disk": _literal(st.get("disk")),
+            "peer_disk": _literal(st.get("peer_disk")),
+            "oos": st.get("oos", 0),
+            "size_kib": self.backing.size // 1024,
+            "nbd": f"{nbd.host_port}" if self.nbd is not None else "",
+            "stats": stats,
+            "sync": st.get("sync"),
+            # What the peer reported at the last handshake: `resolve --dry-run` shows it.
+            "peer_changed_blocks": self.engine.peer_changed_blocks,
+        }
+
+
+def _literal(value: object) -> str:
+    """The engine reports DRBD's spellings; older engines reported enum names."""
+    text = str(value)
+    for state in DiskState:
+        if text == state.name:
+            return state.literal
+    return text
+
+
+def _errno_for(message: str) -> int:
+    if "read-only" in message:
+        return errno.EROFS
+    return errno.EIO
+
+
+class ReplicaBackend:
+    """The NBD backend of a volume: writes and flushes go through the engine."""
+
+    def __init__(self, runner: VolumeRunner) -> None:
+        self.runner = runner
+
+    def size(self) -> int:
+        return self.runner.backing.size
+
+    def access(self) -> Access:
+        # Only a Primary serves its device; a Secondary's belongs to the replication stream.
+        return Access.READ_WRITE if self.runner.engine.role is Role.PRIMARY else Access.REFUSED
+
+    async def read(self, offset: int, length: int) -> bytes:
+        return await self.runner.app_read(offset, length)
+
+    async def write(self, offset: int, data: bytes, fua: bool) -> None:
+        await self.runner.app_write(offset, data, fua)
+
+    async def flush(self) -> None:
+        await self.runner.app_flush()
+
+    async def trim(self, offset: int, length: int) -> None:
+        # TRIM is advisory in NBD; discarding on one side only would make the replicas
+        # differ under `verify`, so hastack ignores it (docs/compat.md).
+        return None
+
+    async def write_zeroes(
+        self, offset: int, length: int, fua: bool, no_hole: bool = False
+    ) -> None:
+        end = offset + length
+        while offset < end:
+            chunk = min(_ZERO_CHUNK, end - offset)
+            await self.runner.app_write(offset, bytes(chunk), fua)
+            offset += chunk
+
+
+# --- one resource --------------------------------------------------------------------------
+
+
+@dataclass
+class _Connection:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    task: asyncio.Task[None] | None = None
+    decoder: peer_link.Decoder = field(default_factory=peer_link.Decoder)
+    greeted: bool = False  # the other side's greeting was checked
+    pending: list[bytes] = field(default_factory=list)  # chunks to send at the end of this turn
+
+
+class ResourceRunner:
+    """One resource on this node: its volumes, its peer connection, its verbs."""
+
+    def __init__(self, daemon: ReplicaDaemon, config: Resource, host: Host, peer: Host) -> None:
+        self.daemon = daemon
+        self.config = config
+        self.name = config.name
+        self.node = daemon.node
+        self.host = host
+        self.peer = peer
+        self.peer_name = peer.names[0] if peer.names else peer.address.host
+        self.volumes: dict[int, VolumeRunner] = {}
+        self.conn: _Connection | None = None
+        self.want_connect = False
+        self._server: asyncio.base_events.Server | None = None
+        self._dialer: asyncio.Task[None] | None = None
+        self._wake_dialer = asyncio.Event()
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    @property
+    def dials(self) -> bool:
+        return self.node < self.peer_name
+
+    @property
+    def up(self) -> bool:
+        return bool(self.volumes)
+
+    # --- up / down -----------------------------------------------------------------------
+
+    async def attach(self) -> None:
+        if self.volumes:
+            return
+        attached: list[VolumeRunner] = []
+        try:
+            for volume in self.host.volumes:
+                if volume.disk is None:
+                    raise ReplicaCommandError(
+                        f"{self.name}/{volume.number}: `disk none` (diskless) is not supported"
+                    )
+                size = self.config.volume_disk(volume).size
+                backing = await self.daemon.blocking(
+                    Backing.attach, volume.disk, volume.meta_disk, size_sectors=size
+                )
+                attached.append(VolumeRunner(self, volume, backing))
+        except BackingError as err:
+            for runner in attached:
+                runner.backing.close(clean=True)
+            raise ReplicaCommandError(f"{self.name}: attach failed: {err}") from None
+        for runner in attached:
+            self.volumes[runner.volume.number] = runner
+            runner.persist(force_bitmap=True)
+        for runner in attached:
+            await self._start_nbd(runner)
+        log.info("%s: attached %d volume(s)", self.name, len(attached))
+
+    async def _start_nbd(self, runner: VolumeRunner) -> None:
+        address = runner.volume.nbd_export
+        export = Export(
+            name=self.name if len(self.volumes) == 1 else f"{self.name}/{runner.volume.number}",
+            backend=ReplicaBackend(runner),
+            description=runner.volume.device,
+        )
+        server = NBDServer([export], host=address.host, port=address.port)
+        try:
+            await server.start()
+        except OSError as err:
+            raise ReplicaCommandError(
+                f"{self.name}/{runner.volume.number}: cannot serve NBD on {address.host_port}: "
+                f"{err.strerror or err}"
+            ) from None
+        runner.nbd = server
+
+    async def connect(self, *, discard_my_data: bool = False) -> None:
+        if not self.volumes:
+            raise ReplicaCommandError(f"{self.name}: not attached (run `up` or `attach`)")
+        for runner in self.volumes.values():
+            engine = runner.engine
+            if engine.cstate is ConnState.STANDALONE and self.conn is None:
+                try:
+                    runner.run(engine.connect(time.monotonic(), discard_my_data=discard_my_data))
+                except EngineError as err:
+                    raise ReplicaCommandError(f"{self.name}: connect: {err}") from None
+            elif discard_my_data:
+                raise ReplicaCommandError(
+                    f"{self.name}: --discard-my-data needs StandAlone (now {engine.cstate.value}):"
+                    " disconnect first"
+                )
+        self.want_connect = True
+        if self.dials:
+            if self._dialer is None or self._dialer.done():
+                self._dialer = asyncio.create_task(self._dial_loop())
+            self._wake_dialer.set()
+        elif self._server is None:
+            await self._listen()
+
+    async def disconnect(self) -> None:
+        self.want_connect = False
+        for runner in self.volumes.values():
+            runner.run(runner.engine.disconnect(time.monotonic()))
+        self.close_connection("disconnect requested")
+        if self._dialer is not None:
+            self._dialer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dialer
+            self._dialer = None
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def down(self, *, stopping: bool = False) -> None:
+        """Demote, disconnect, stop serving, detach cleanly. `stopping` (the daemon's own
+        stop): NBD clients are disconnected first instead of refusing to demote."""
+        if not self.volumes:
+            return
+        if stopping:
+            await self._stop_nbd()
+        if self.role is Role.PRIMARY:
+            await self.secondary()
+        await self._settle()
+        await self.disconnect()
+        await self._stop_nbd()
+        for runner in self.volumes.values():
+            deadline = time.monotonic() + 10.0
+            while runner._inflight and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            if runner._inflight:
+                # A local write that never finished: its extent stays in the log (unclean).
+                log.error(
+                    "%s/%d: local writes still in flight; detaching uncleanly",
+                    self.name,
+                    runner.volume.number,
+                )
+                await self.daemon.blocking(runner.backing.close, clean=False)
+                continue
+            runner.persist(force_bitmap=True)
+            await self.daemon.blocking(runner.backing.close, clean=True)
+        self.volumes.clear()
+        await self._wait_handlers()
+        log.info("%s: down", self.name)
+
+    async def _stop_nbd(self) -> None:
+        for runner in self.volumes.values():
+            if runner.nbd is not None:
+                await runner.nbd.stop(grace=5.0)
+                runner.nbd = None
+
+    async def _settle(self, timeout: float = 5.0) -> None:
+        """Before a clean disconnect: let the peer confirm every mirrored write (the engine
+        closes the open epoch on its next tick), or the bitmap would count them as changed."""
+        deadline = time.monotonic() + timeout
+        while self.conn is not None and time.monotonic() < deadline:
+            if not any(r.engine.transfer_log for r in self.volumes.values()):
+                return
+            await asyncio.sleep(TICK / 2)
+
+    async def _wait_handlers(self) -> None:
+        if self._handlers:
+            await asyncio.wait(list(self._handlers), timeout=HANDLER_TIMEOUT)
+
+    # --- roles ---------------------------------------------------------------------------
+
+    @property
+    def role(self) -> Role:
+        if any(r.engine.role is Role.PRIMARY for r in self.volumes.values()):
+            return Role.PRIMARY
+        return Role.SECONDARY
+
+    async def primary(self, *, force: bool = False) -> None:
+        if not self.volumes:
+            raise ReplicaCommandError(f"{self.name}: not attached (run `up` first)")
+        now = time.monotonic()
+        done: list[VolumeRunner] = []
+        try:
+            for runner in self.volumes.values():
+                engine = runner.engine
+                if engine.role is Role.PRIMARY:
+                    continue
+                if force and engine.disk_state is not DiskState.UP_TO_DATE:
+                    runner.run(engine.force_up_to_date(now))
+                    if engine.cstate is ConnState.CONNECTED:
+                        try:  # a full sync to the peer on this connection, as DRBD does
+                            runner.run(engine.invalidate_remote(now))
+                        except EngineError:
+                            self._reconnect("primary --force: reconnecting as the source")
+                    elif self.conn is not None:
+                        self._reconnect("primary --force: reconnecting as the source")
+                runner.run(engine.promote(now))
+                done.append(runner)
+        except EngineError as err:
+            for runner in done:
+                with contextlib.suppress(EngineError):
+                    runner.run(runner.engine.demote(time.monotonic()))
+            raise ReplicaCommandError(f"{self.name}: cannot become Primary: {err}") from None
+        log.info("%s: Primary", self.name)
+
+    async def secondary(self) -> None:
+        if not self.volumes:
+            raise ReplicaCommandError(f"{self.name}: not attached")
+        for runner in self.volumes.values():
+            if runner.nbd is not None and runner.nbd._connections:
+                raise ReplicaCommandError(
+                    f"{self.name}: device is held open by {len(runner.nbd._connections)} NBD "
+                    "client(s); disconnect them (unmount) first"
+                )
+        for runner in self.volumes.values():
+            engine = runner.engine
+            if engine.role is not Role.PRIMARY:
+                continue
+            for _ in range(500):  # requests in flight finish first (up to 5 s)
+                try:
+                    runner.run(engine.demote(time.monotonic()))
+                    break
+                except EngineError:
+                    await asyncio.sleep(0.01)
+            else:
+                raise ReplicaCommandError(f"{self.name}: requests still in flight after 5 s")
+        log.info("%s: Secondary", self.name)
+
+    def engine_op(self, verb: str, method: str, **kwargs: Any) -> None:
+        """A verb that is one engine operation on every volume."""
+        if not self.volumes:
+            raise ReplicaCommandError(f"{self.name}: not attached")
+        for runner in self.volumes.values():
+            op = getattr(runner.engine, method, None)
+            if op is None:
+                raise ReplicaCommandError(f"{verb} is not supported by this hastack")
+            try:
+                runner.run(op(time.monotonic(), **kwargs))
+            except EngineError as err:
+                raise ReplicaCommandError(f"{self.name}: {verb}: {err}") from None
+
+    # --- the peer connection -------------------------------------------------------------
+
+    def _peer_address(self) -> Address:
+        return self.peer.address
+
+    async def _dial_loop(self) -> None:
+        interval = max(1, self.config.net.connect_int)
+        while self.want_connect:
+            if self.conn is None and self.volumes and self._wants_connection():
+                addr = self._peer_address()
+                try:
+                    reader, writer = await asyncio.wait_for(
+                        asyncio.open_connection(addr.host, addr.port),
+                        timeout=max(1.0, self.config.net.connect_int),
+                    )
+                except (TimeoutError, OSError) as err:
+                    log.debug("%s: connecting to %s: %s", self.name, addr.host_port, err)
+                else:
+                    writer.write(peer_link.encode_greeting(self.name, self.node))
+                    self._connected(reader, writer)
+            self._wake_dialer.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake_dialer.wait(), timeout=interval)
+
+    def _wants_connection(self) -> bool:
+        return any(r.engine.wants_connection for r in self.volumes.values())
+
+    async def _listen(self) -> None:
+        addr = self.host.address
+        try:
+            self._server = await asyncio.start_server(self._accept, addr.host, addr.port)
+        except OSError as err:
+            raise ReplicaCommandError(
+                f"{self.name}: cannot listen on {addr.host_port}: {err.strerror or err}"
+            ) from None
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        decoder = peer_link.Decoder()
+        early: list[tuple[int, bytes]] = []  # chunks that came with the greeting
+        try:
+            while decoder.greeting is None:
+                data = await asyncio.wait_for(reader.read(4096), timeout=10.0)
+                if not data:
+                    raise peer_link.PeerLinkError("closed before its greeting")
+                early += decoder.feed(data)
+        except (TimeoutError, peer_link.PeerLinkError, OSError) as err:
+            log.warning("%s: refused a peer connection: %s", self.name, err)
+            writer.close()
+            return
+        greeting = decoder.greeting
+        problem = ""
+        if greeting.resource != self.name:
+            problem = f"it is for resource {greeting.resource!r}"
+        elif greeting.node != self.peer_name:
+            problem = f"it comes from {greeting.node!r}, the peer is {self.peer_name!r}"
+        elif not self.want_connect or not self.volumes:
+            problem = "this resource is not connecting (StandAlone or down)"
+        if not problem and self.conn is not None:
+            # The peer restarted before we noticed the old connection die.
+            self.close_connection("the peer connected again")
+        if not problem and not self._wants_connection():
+            problem = "this resource is StandAlone (run `connect`)"
+        if problem:
+            log.warning("%s: refused a peer connection: %s", self.name, problem)
+            writer.close()
+            return
+        writer.write(peer_link.encode_greeting(self.name, self.node))
+        self._connected(reader, writer, decoder, early)
+
+    def _connected(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        decoder: peer_link.Decoder | None = None,
+        early: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        conn = _Connection(reader, writer)
+        if decoder is not None:
+            conn.decoder = decoder
+            conn.greeted = True
+        self.conn = conn
+        log.info("%s: connected to %s", self.name, self.peer_name)
+        now = time.monotonic()
+        for runner in self.volumes.values():
+            if not runner.engine.wants_connection:
+                continue
+            with contextlib.suppress(EngineError):
+                runner.run(runner.engine.connection_made(now))
+        conn.task = asyncio.create_task(self._read_loop(conn, early or []))
+
+    async def _read_loop(self, conn: _Connection, early: list[tuple[int, bytes]]) -> None:
+        reason = "connection closed by peer"
+        try:
+            chunks = early
+            while self.conn is conn:
+                for volume, chunk in chunks:
+                    runner = self.volumes.get(volume)
+                    if runner is None:
+                        raise peer_link.PeerLinkError(f"peer sent data for unknown volume {volume}")
+                    runner.run(runner.engine.receive_bytes(time.monotonic(), chunk))
+                    if self.conn is not conn:
+                        return
+                data = await conn.reader.read(_READ_SIZE)
+                if not data:
+                    break
+                chunks = conn.decoder.feed(data)
+                greeting = conn.decoder.greeting
+                if greeting is not None and not conn.greeted:
+                    # The dialler checks the accepting side's greeting as it was checked.
+                    if (greeting.resource, greeting.node) != (self.name, self.peer_name):
+                        raise peer_link.PeerLinkError(
+                            f"the peer at {self.peer.address.host_port} answered as "
+                            f"{greeting.node!r} for resource {greeting.resource!r}"
+                        )
+                    conn.greeted = True
+        except peer_link.PeerLinkError as err:
+            reason = f"protocol error: {err}"
+        except (OSError, ConnectionError) as err:
+            reason = f"connection error: {err}"
+        if self.conn is conn:
+            self._lost(reason)
+
+    def send(self, volume: int, frame: bytes) -> None:
+        conn = self.conn
+        if conn is None:
+            return
+        if not conn.pending:
+            # Frames of the same loop iteration leave in one send: one syscall, not dozens.
+            asyncio.get_running_loop().call_soon(self._send_pending, conn)
+        conn.pending.append(peer_link.encode_chunk(volume, frame))
+
+    @staticmethod
+    def _send_pending(conn: _Connection) -> None:
+        data = b"".join(conn.pending)
+        conn.pending.clear()
+        if not conn.writer.is_closing():
+            conn.writer.write(data)
+
+    def _reconnect(self, reason: str) -> None:
+        """Drop the connection and dial again now (the handshake decides afresh)."""
+        self.close_connection(reason)
+        self._wake_dialer.set()
+
+    def close_connection(self, reason: str) -> None:
+        """An engine dropped the link (or an operator asked): close it for every volume."""
+        if self.conn is None:
+            return
+        self._lost(reason)
+
+    def _lost(self, reason: str) -> None:
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        conn.writer.close()
+        log.warning("%s: connection to %s lost: %s", self.name, self.peer_name, reason)
+        now = time.monotonic()
+        for runner in self.volumes.values():
+            runner.run(runner.engine.connection_lost(now, reason))
+        # The dialler tries again after connect-int, not at once: a peer that accepts and
+        # then refuses would otherwise be redialled in a busy loop.
+
+    # --- ticks, handlers, errors ---------------------------------------------------------
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        for runner in self.volumes.values():
+            runner.run(runner.engine.tick(now))
+
+    def run_handler(self, name: str, volume: Volume) -> None:
+        """Run drbd.conf's handler `name` (if configured) with DRBD's environment."""
+        command = getattr(self.config.handlers, name.replace("-", "_"), None)
+        if not command:
+            log.info("%s: event %s (no handler configured)", self.name, name)
+            return
+        env = dict(os.environ)
+        env.update(
+            DRBD_RESOURCE=self.name,
+            DRBD_MINOR=str(volume.minor),
+            DRBD_VOLUME=str(volume.number),
+            DRBD_CONF=self.daemon.conf.file,
+            DRBD_PEER=self.peer_name,
+            DRBD_PEERS=self.peer_name,
+            DRBD_PEER_ADDRESS=self.peer.address.host,
+            DRBD_PEER_AF=self.peer.address.family,
+            DRBD_MY_ADDRESS=self.host.address.host,
+            DRBD_MY_AF=self.host.address.family,
+            DRBD_BACKING_DEV=volume.disk or "",
+            DRBD_MINOR_0=str(volume.minor),
+        )
+
+        async def go() -> None:
+            proc = await asyncio.create_subprocess_shell(
+                command, env=env, stdin=asyncio.subprocess.DEVNULL, start_new_session=True
+            )
+            try:
+                rc = await asyncio.wait_for(proc.wait(), timeout=HANDLER_TIMEOUT)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+                log.error("%s: handler %s timed out after %.0f s", self.name, name, HANDLER_TIMEOUT)
+                return
+            log.info("%s: handler %s exited %d", self.name, name, rc)
+
+        task = asyncio.create_task(go())
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
+
+    def io_error(self, volume: Volume, what: str) -> None:
+        policy = self.config.volume_disk(volume).on_io_error
+        log.error(
+            "%s/%d: I/O error on %s: %s (on-io-error %s)",
+            self.name,
+            volume.number,
+            volume.disk,
+            what,
+            policy,
+        )
+        if policy == "call-local-io-error":
+            self.run_handler("local-io-error", volume)
+
+    def status(self) -> dict[str, Any]:
+        first = next(iter(self.volumes.values()), None)
+        st = first.engine.status if first is not None else {}
+        return {
+            "name": self.name,
+            "node": self.node,
+            "peer": self.peer_name,
+            "role": self.role.name.capitalize() if self.volumes else "Unconfigured",
+            "peer_role": st.get("peer_role", "Unknown"),
+            "cstate": st.get("cstate", "StandAlone") if self.volumes else "Unconfigured",
+            "protocol": self.config.net.protocol,
+            "suspended": False,
+            "volumes": [r.status() for r in self.volumes.values()],
+        }
+
+
+# --- the daemon ----------------------------------------------------------------------------
+
+
+class ReplicaDaemon:
+    """Every resource of `conf` that has a section for `node`."""
+
+    def __init__(self, conf: DrbdConf, node: str, *, threads: int = 8) -> None:
+        self.conf = conf
+        self.node = node
+        self.resources: dict[str, ResourceRunner] = {}
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="replica-io")
+        self._stopping = asyncio.Event()
+        self._ticker: asyncio.Task[None] | None = None
+        self.problems: list[str] = []
+        for res in conf.resources:
+            try:
+                host, peer = select_host(conf, res, node)
+            except Exception as err:  # not this node's resource: said once, not fatal
+                self.problems.append(str(err))
+                continue
+            self.resources[res.name] = ResourceRunner(self, res, host, peer)
+
+    async def blocking(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        if kwargs:
+            return await loop.run_in_executor(self._pool, lambda: func(*args, **kwargs))
+        return await loop.run_in_executor(self._pool, func, *args)
+
+    def resource(self, name: str) -> ResourceRunner:
+        try:
+            return self.resources[name]
+        except KeyError:
+            known = ", ".join(self.resources) or "none"
+            raise ReplicaCommandError(
+                f"no resource {name!r} for node {self.node} in {self.conf.file} (known: {known})"
+            ) from None
+
+    def select(self, name: str) -> list[ResourceRunner]:
+        return list(self.resources.values()) if name == "all" else [self.resource(name)]
+
+    async def start(self) -> None:
+        self._ticker = asyncio.create_task(self._tick_loop())
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK)
+            for res in list(self.resources.values()):
+                try:
+                    res.tick()
+                except Exception:
+                    log.exception("%s: tick failed", res.name)
+
+    async def up(self, name: str) -> None:
+        for res in self.select(name):
+            await res.attach()
+            await res.connect()
+
+    async def stop(self) -> None:
+        """Clean stop: every resource down (demoted, detached with a clean log)."""
+        for res in list(self.resources.values()):
+            try:
+                await res.down(stopping=True)
+            except ReplicaCommandError as err:
+                log.error("%s: %s; detaching anyway", res.name, err)
+                for runner in res.volumes.values():
+                    if runner.nbd is not None:
+                        await runner.nbd.stop(grace=1.0)
+                    runner.persist(force_bitmap=True)
+                    runner.backing.close(clean=True)
+                res.volumes.clear()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        self._pool.shutdown(wait=True)
+
+    def status(self, name: str = "all") -> list[dict[str, Any]]:
+        return [res.status() for res in self.select(name)]
