@@ -24,8 +24,9 @@ from __future__ import annotations
 import os
 import stat
 import threading
+import zlib
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from hastack.replica.activitylog import (
     Access,
@@ -48,7 +49,12 @@ from hastack.replica.metadata import (
     layout_for,
 )
 from hastack.replica.model import MetaDisk
-from hastack.replica.states import DiskState
+from hastack.replica.states import ConnState, DiskState, Role
+
+if TYPE_CHECKING:
+    from hastack.replica.engine import ReplicaEngine
+
+BITMAP_WRITE_INTERVAL = 1.0  # seconds: how often a changed bitmap is written while running
 
 
 class BackingError(Exception):
@@ -398,6 +404,51 @@ class Backing:
 
     def flush(self) -> None:
         self._data.fdatasync()
+
+
+class MetadataKeeper:
+    """Keeps a Backing's superblock and bitmap in step with its engine, after every batch of
+    the engine's effects: the superblock when the identifiers or the flags the engine's state
+    implies changed (before anything else happens, so a new data generation is stable before
+    a write under it is acknowledged); the bitmap when it changed, at most every
+    BITMAP_WRITE_INTERVAL unless forced, after the data it vouches for. The daemon and the
+    simulator both use it, so the simulator checks the daemon's rule."""
+
+    def __init__(self, backing: Backing, engine: ReplicaEngine, now: float) -> None:
+        self.backing = backing
+        self.engine = engine
+        self._state: tuple[object, ...] = ()  # the engine state the superblock reflects
+        self._bitmap_crc = zlib.crc32(backing.bitmap.to_bytes())
+        self._bitmap_written = now
+
+    def persist(self, now: float, *, force_bitmap: bool = False) -> None:
+        engine = self.engine
+        state = (
+            engine.role,
+            engine.disk_state,
+            engine.peer_disk,
+            engine.cstate,
+            engine.generations,
+            engine.crashed_primary,
+        )
+        if state != self._state:
+            flags = flags_for(
+                self.backing.superblock.flags,
+                primary=engine.role is Role.PRIMARY,
+                disk=engine.disk_state,
+                connected=engine.cstate not in (ConnState.STANDALONE, ConnState.CONNECTING),
+                peer_outdated=engine.peer_disk is DiskState.OUTDATED,
+                # A crashed Primary stays marked until a handshake has accounted for it.
+                crashed_primary=engine.crashed_primary,
+            )
+            self.backing.update(generations=engine.generations, flags=flags)
+            self._state = state
+        if force_bitmap or now - self._bitmap_written >= BITMAP_WRITE_INTERVAL:
+            crc = zlib.crc32(engine.bitmap.to_bytes())
+            if crc != self._bitmap_crc:
+                self.backing.write_bitmap(data_first=True)
+                self._bitmap_crc = crc
+            self._bitmap_written = now
 
 
 def create_metadata(

@@ -32,7 +32,6 @@ import os
 import random
 import signal
 import time
-import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -43,9 +42,9 @@ from hastack.replica.activitylog import ActivityLogBusy
 from hastack.replica.backing import (
     Backing,
     BackingError,
+    MetadataKeeper,
     Prepared,
     attach_disk_state,
-    flags_for,
 )
 from hastack.replica.config import select_host
 from hastack.replica.engine import (
@@ -69,7 +68,6 @@ from hastack.replica.states import ConnState, DiskState, Role
 log = logging.getLogger("hastack.replica")
 
 TICK = 0.1  # engine ticks: pings, epoch closing, resync pacing
-BITMAP_WRITE_INTERVAL = 1.0
 HANDLER_TIMEOUT = 60.0
 _ZERO_CHUNK = 1 << 20
 _READ_SIZE = 256 * 1024
@@ -122,9 +120,7 @@ class VolumeRunner:
         self._issued: set[int] = set()  # admitted writes the engine issued locally
         self._metadata_event = asyncio.Event()  # replaced each time a transaction is stable
         self._inflight: dict[int, _Write] = {}  # token -> local write in flight
-        self._bitmap_crc = zlib.crc32(backing.bitmap.to_bytes())
-        self._bitmap_written = time.monotonic()
-        self._persisted: tuple[object, ...] = ()  # the engine state the superblock reflects
+        self.metadata = MetadataKeeper(backing, self.engine, time.monotonic())
         self.nbd: NBDServer | None = None
 
     @property
@@ -274,41 +270,7 @@ class VolumeRunner:
         self.loop.create_task(go())
 
     def persist(self, *, force_bitmap: bool = False) -> None:
-        """Write the superblock when the engine changed its identifiers or flags; the bitmap
-        when it changed (at most once a second unless forced)."""
-        engine = self.engine
-        key = (
-            engine.role,
-            engine.disk_state,
-            engine.peer_disk,
-            engine.cstate,
-            engine.generations,
-            engine.crashed_primary,
-        )
-        if key != self._persisted:
-            self._persist_superblock()
-            self._persisted = key
-        now = time.monotonic()
-        if force_bitmap or now - self._bitmap_written >= BITMAP_WRITE_INTERVAL:
-            data = engine.bitmap.to_bytes()
-            crc = zlib.crc32(data)
-            if crc != self._bitmap_crc:
-                self.backing.write_bitmap(data_first=True)
-                self._bitmap_crc = crc
-            self._bitmap_written = now
-
-    def _persist_superblock(self) -> None:
-        engine = self.engine
-        flags = flags_for(
-            self.backing.superblock.flags,
-            primary=engine.role is Role.PRIMARY,
-            disk=engine.disk_state,
-            connected=engine.cstate is not ConnState.STANDALONE
-            and engine.cstate is not ConnState.CONNECTING,
-            peer_outdated=engine.peer_disk is DiskState.OUTDATED,
-            crashed_primary=engine.crashed_primary,
-        )
-        self.backing.update(generations=engine.generations, flags=flags)
+        self.metadata.persist(time.monotonic(), force_bitmap=force_bitmap)
 
     # --- the application's side (NBD) ----------------------------------------------------
 

@@ -46,7 +46,6 @@ import heapq
 import random
 import struct
 import traceback
-import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -56,9 +55,9 @@ from hastack.replica.activitylog import ActivityLogBusy
 from hastack.replica.backing import (
     Backing,
     BackingError,
+    MetadataKeeper,
     Prepared,
     attach_disk_state,
-    flags_for,
 )
 from hastack.replica.bitmap import BLOCK_SIZE
 from hastack.replica.engine import (
@@ -87,6 +86,7 @@ from hastack.replica.metadata import (
 from hastack.replica.model import Disk, Net
 from hastack.replica.states import ConnState, DiskState, Role
 from hastack.sim.replica_disk import DataFlushLiesFile, SimBlockFile
+from hastack.sim.result import Violation
 
 NODES = ("alice", "bob")  # "alice" sorts first: it dials, as the daemon's lower name does
 # 16 activity-log extents of 4 MiB against a log of 7: the workload keeps evicting, and most
@@ -94,7 +94,6 @@ NODES = ("alice", "bob")  # "alice" sorts first: it dials, as the daemon's lower
 VOLUME_MIB = 64
 AL_EXTENTS = 7  # the smallest log hastack allows, so the workload evicts extents
 TICK = 0.1
-BITMAP_WRITE_INTERVAL = 1.0
 QUIET_BOUND = 40.0  # seconds the final quiet period may take to converge
 TAG_SIZE = 16  # every written block starts with a tag naming the write: (id, block, seed)
 
@@ -114,24 +113,12 @@ class _Stop(Exception):
     """The run ends: a violation was recorded."""
 
 
-@dataclass(frozen=True)
-class ReplicaViolation:
-    seed: int
-    time: float
-    invariant: str
-    message: str
-    replay: str
-    log: tuple[str, ...] = ()
+class ReplicaViolation(Violation):
+    """A violation of one of this simulator's invariants (INVARIANTS below, not the
+    cluster simulator's)."""
 
-    def render(self) -> str:
-        lines = [
-            f"VIOLATION seed={self.seed} t={self.time:.6f} {self.invariant}: {self.message}",
-            f"  invariant: {INVARIANTS.get(self.invariant, self.invariant)}",
-            f"  replay:    {self.replay}",
-            "  recent events:",
-        ]
-        lines += [f"    {line}" for line in self.log]
-        return "\n".join(lines)
+    def description(self) -> str:
+        return INVARIANTS.get(self.invariant, self.invariant)
 
 
 @dataclass
@@ -198,9 +185,7 @@ class NodeShell:
         self._tx_waiting: list[_Write] = []  # writes waiting for another write's transaction
         self._inflight: dict[int, _Write] = {}
         self._io = 0  # local I/Os in flight (for the quiet check)
-        self._bitmap_crc = zlib.crc32(backing.bitmap.to_bytes())
-        self._bitmap_written = sim.now
-        self._persisted: tuple[object, ...] = ()
+        self.metadata = MetadataKeeper(backing, engine, sim.now)  # the daemon's rule
         self.stopping = False  # a clean stop (`down`) is under way
 
     @property
@@ -388,36 +373,7 @@ class NodeShell:
     # --- metadata ------------------------------------------------------------------------
 
     def persist(self, *, force_bitmap: bool = False) -> None:
-        engine = self.engine
-        # A crashed Primary stays marked as such until a handshake has accounted for it.
-        crashed_primary = bool(getattr(engine, "crashed_primary", False))
-        key = (
-            engine.role,
-            engine.disk_state,
-            engine.peer_disk,
-            engine.cstate,
-            engine.generations,
-            crashed_primary,
-        )
-        if key != self._persisted:
-            flags = flags_for(
-                self.backing.superblock.flags,
-                primary=engine.role is Role.PRIMARY,
-                disk=engine.disk_state,
-                connected=engine.cstate not in (ConnState.STANDALONE, ConnState.CONNECTING),
-                peer_outdated=engine.peer_disk is DiskState.OUTDATED,
-                crashed_primary=crashed_primary,
-            )
-            self.backing.update(generations=engine.generations, flags=flags)
-            self._persisted = key
-        now = self.sim.now
-        if force_bitmap or now - self._bitmap_written >= BITMAP_WRITE_INTERVAL:
-            data = engine.bitmap.to_bytes()
-            crc = zlib.crc32(data)
-            if crc != self._bitmap_crc:
-                self.backing.write_bitmap(data_first=True)
-                self._bitmap_crc = crc
-            self._bitmap_written = now
+        self.metadata.persist(self.sim.now, force_bitmap=force_bitmap)
 
     # --- the application ----------------------------------------------------------------
 
@@ -654,12 +610,13 @@ class ReplicaSim:
     def violation(self, invariant: str, message: str) -> None:
         self.violations.append(
             ReplicaViolation(
-                self.seed,
-                self.now,
-                invariant,
-                f"{message} [seed {self.seed}, protocol {self.protocol}; replay: {self.replay}]",
-                self.replay,
-                tuple(self._recent),
+                seed=self.seed,
+                time=self.now,
+                invariant=invariant,
+                message=f"{message} [seed {self.seed}, protocol {self.protocol}; "
+                f"replay: {self.replay}]",
+                log=tuple(self._recent),
+                replay=self.replay,
             )
         )
         raise _Stop
@@ -668,12 +625,12 @@ class ReplicaSim:
         tb = "".join(traceback.format_exception(type(err), err, err.__traceback__)[-3:])
         self.violations.append(
             ReplicaViolation(
-                self.seed,
-                self.now,
-                "core-error",
-                f"{message} [seed {self.seed}; replay: {self.replay}]\n{tb}",
-                self.replay,
-                tuple(self._recent),
+                seed=self.seed,
+                time=self.now,
+                invariant="core-error",
+                message=f"{message} [seed {self.seed}; replay: {self.replay}]\n{tb}",
+                log=tuple(self._recent),
+                replay=self.replay,
             )
         )
 

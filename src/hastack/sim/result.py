@@ -69,10 +69,14 @@ class Violation:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def description(self) -> str:
+        """What the violated invariant promises (its entry in INVARIANTS)."""
+        return INVARIANTS.get(self.invariant, self.invariant)
+
     def render(self) -> str:
         lines = [
             f"VIOLATION seed={self.seed} t={self.time:.6f} {self.invariant}: {self.message}",
-            f"  invariant: {INVARIANTS.get(self.invariant, self.invariant)}",
+            f"  invariant: {self.description()}",
             f"  replay:    {self.replay}",
             "  recent events:",
         ]
