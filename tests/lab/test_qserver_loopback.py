@@ -139,11 +139,13 @@ def status(config_dir: Path, port: int, *tls: str) -> dict[str, object]:
             "--server",
             f"127.0.0.1:{port}",
             "--json",
+            "--timeout",  # the server shares 2 busy cores with the rest of CI
+            "20",
             *tls,
         ],
         capture_output=True,
         text=True,
-        timeout=20,
+        timeout=60,
         env=hastack_env(),
     )
     assert out.returncode == 0, out.stderr

@@ -82,6 +82,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     _tls_args(status)
     status.add_argument("--json", action="store_true", help="print JSON instead of text")
+    status.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long to wait for the server's answer, connection included (default 5)",
+    )
     status.set_defaults(func=run_status)
 
 
@@ -193,9 +200,12 @@ def run_status(args: argparse.Namespace) -> int:
         return _fail(problem)
     cluster = config.hacf.cluster_name
     try:
-        status = asyncio.run(query_status(host, port, cluster, config.authkeys, tls=tls))
+        status = asyncio.run(
+            query_status(host, port, cluster, config.authkeys, tls=tls, timeout=args.timeout)
+        )
     except (OSError, TimeoutError, ssl.SSLError) as exc:
-        return _fail(f"cannot reach the quorum server at {address}: {exc or 'timeout'}")
+        reason = str(exc) or f"no answer within {args.timeout:g} s"  # TimeoutError says nothing
+        return _fail(f"cannot reach the quorum server at {address}: {reason}")
     except ProtocolError as exc:
         return _fail(f"quorum server at {address}: {exc}")
     if args.json:
