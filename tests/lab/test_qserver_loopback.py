@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ import pytest
 
 from hastack.config.directory import load_config
 from hastack.lab.cluster import hastack_env
+from hastack.quorum.daemon import QServer, server_tls
 from hastack.quorum.link import QuorumLink, client_tls
 
 NEEDS_ROOT = False  # loopback only (see tests/lab/conftest.py)
@@ -400,3 +402,41 @@ def test_tls_with_client_certificates(tmp_path: Path) -> None:
 
         asyncio.run(scenario())
         assert server.proc.poll() is None
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/openssl"), reason="no openssl to make certs")
+def test_a_tls_hello_that_arrives_with_the_connection_is_answered(tmp_path: Path) -> None:
+    """A client whose connection and TLS hello both arrive before the server's loop runs (a
+    busy server): the hello must reach the TLS handshake, not the plain stream. It once did
+    not, and such a client waited until the handshake timeout."""
+    certs = tmp_path / "certs"
+    make_certs(certs)
+    ca = str(certs / "ca.pem")
+    context = client_tls(str(certs / "client.pem"), str(certs / "client.key"), ca)
+    outcome: dict[str, object] = {}
+
+    def handshake(port: int) -> None:
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=8) as raw,
+                context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+            ):
+                outcome["version"] = tls.version()
+        except OSError as exc:
+            outcome["error"] = exc
+
+    async def scenario() -> None:
+        tls = server_tls(str(certs / "server.pem"), str(certs / "server.key"), ca)
+        server = QServer([], "127.0.0.1", 0, tls=tls)
+        _, port = await server.start()
+        try:
+            client = threading.Thread(target=handshake, args=(port,))
+            client.start()
+            time.sleep(1.0)  # the loop is busy: the connection and the hello wait in the kernel
+            await asyncio.to_thread(client.join, 20)
+        finally:
+            await server.close()
+
+    asyncio.run(scenario())
+    assert "error" not in outcome, outcome
+    assert str(outcome.get("version", "")).startswith("TLS")

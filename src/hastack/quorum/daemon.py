@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from hastack.quorum.effects import Close, Log, Send, ServerEffect
 from hastack.quorum.server import (
@@ -84,7 +84,11 @@ class QServer:
         """Listen; returns the bound address (port 0 picks a free one)."""
         # TLS is started per connection (start_tls) so that a failed handshake (no client
         # certificate, a wrong CA) is logged with the peer's address rather than dropped silently.
-        self._server = await asyncio.start_server(self._client, self.host, self.port)
+        loop = asyncio.get_running_loop()
+        paused = self.tls is not None
+        self._server = await loop.create_server(
+            lambda: _StreamProtocol(self._client, paused=paused), self.host, self.port
+        )
         self._ticker = asyncio.create_task(self._tick_loop())
         address = self._server.sockets[0].getsockname()
         return str(address[0]), int(address[1])
@@ -171,6 +175,28 @@ class QServer:
             wait = TICK_MAX if deadline is None else deadline - self.loop_time()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.005, min(TICK_MAX, wait)))
+
+
+class _StreamProtocol(asyncio.StreamReaderProtocol):
+    """asyncio.start_server's protocol, optionally not reading until TLS starts: a client's
+    TLS hello that arrived with the connection would otherwise be read into the plain stream
+    before start_tls takes over the transport, and the handshake would wait for it forever
+    (it did, on a busy machine)."""
+
+    def __init__(
+        self,
+        client: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+        *,
+        paused: bool,
+    ) -> None:
+        super().__init__(asyncio.StreamReader(), client)
+        self._paused_for_tls = paused
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._paused_for_tls:
+            # start_tls resumes reading once its TLS protocol owns the transport.
+            transport.pause_reading()  # type: ignore[attr-defined]
+        super().connection_made(transport)
 
 
 async def serve(
