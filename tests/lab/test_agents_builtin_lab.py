@@ -441,3 +441,99 @@ def test_ocf_tester_passes_filesystem(ocf_root: Path, image: Image) -> None:
     ocf_tester(ocf_root, "Filesystem", "fs1", image.params())
     assert mount_at(os.path.realpath(image.mountpoint)) is None
     assert loops_of(os.path.realpath(image.path)) == []
+
+
+# --- nbdfuse: an NBD export (nbdkit's memory plugin on a Unix socket) as a file ----------------
+
+
+@contextlib.contextmanager
+def nbdkit_memory(where: Path, size: str = "16M") -> Iterator[str]:
+    """An NBD server on a Unix socket under `where`; yields its URI."""
+    need_tools("nbdkit", "nbdfuse", "fusermount3", "losetup")
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("nbdfuse needs /dev/fuse")
+    sock = where / "nbd.sock"
+    server = subprocess.Popen(
+        ["nbdkit", "--foreground", "--exit-with-parent", "-U", str(sock), "memory", size],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not sock.exists():
+            assert server.poll() is None and time.monotonic() < deadline, "nbdkit did not start"
+            time.sleep(0.05)
+        yield f"nbd+unix:///?socket={sock}"
+    finally:
+        server.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.wait(10)
+        if server.poll() is None:
+            server.kill()
+            server.wait(10)
+
+
+def _nbdfuse_cleanup(directory: Path, pidfile: Path) -> None:
+    """Whatever a failed test left: loop devices on the file, the FUSE mount, nbdfuse."""
+    for loop in loops_of(str(directory / "nbd")):
+        subprocess.run(["losetup", "-d", loop], capture_output=True, check=False)
+    if mount_at(str(directory)) is not None:
+        subprocess.run(["fusermount3", "-u", "-z", str(directory)], capture_output=True)
+    with contextlib.suppress(OSError, ValueError, ProcessLookupError):
+        os.kill(int(pidfile.read_text().split()[0]), signal.SIGKILL)
+
+
+def test_ocf_tester_passes_nbdfuse(ocf_root: Path) -> None:
+    where = Path(tempfile.mkdtemp(prefix=f"hastack-nbdfuse-{os.getpid()}-"))
+    where.chmod(0o755)
+    params = {"directory": str(where / "fuse"), "pidfile": str(where / "nbdfuse.pid")}
+    try:
+        with nbdkit_memory(where) as uri:
+            ocf_tester(ocf_root, "nbdfuse", "disk1", {"uri": uri, **params})
+            assert mount_at(str(where / "fuse")) is None  # the last stop unmounted it
+    finally:
+        _nbdfuse_cleanup(where / "fuse", where / "nbdfuse.pid")
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def test_nbdfuse_serves_the_export_and_will_not_stop_under_a_loop_device(
+    ocf_root: Path, tmp_path: Path
+) -> None:
+    directory, pidfile = tmp_path / "fuse", tmp_path / "nbdfuse.pid"
+    try:
+        with nbdkit_memory(tmp_path) as uri:
+            params = {"uri": uri, "directory": str(directory), "pidfile": str(pidfile)}
+            started = run(ocf_root, "nbdfuse", "start", params=params)
+            assert started.returncode == 0, started.stderr
+            assert (directory / "nbd").stat().st_size == 16 << 20
+            with open(directory / "nbd", "r+b") as f:  # the export, read and written as a file
+                f.write(b"hello")
+            monitor = run(ocf_root, "nbdfuse", "monitor", params=params, OCF_CHECK_LEVEL="10")
+            assert monitor.returncode == 0, monitor.stderr
+            loop = subprocess.run(
+                ["losetup", "--find", "--show", str(directory / "nbd")],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            try:
+                busy = run(ocf_root, "nbdfuse", "stop", params=params)
+                assert busy.returncode == 1
+                assert "still attached to a loop device or mounted" in busy.stderr
+                assert run(ocf_root, "nbdfuse", "monitor", params=params).returncode == 0
+                with open(loop, "rb") as dev:
+                    assert dev.read(5) == b"hello"
+            finally:
+                subprocess.run(["losetup", "-d", loop], check=False)
+            stopped = run(ocf_root, "nbdfuse", "stop", params=params)
+            assert stopped.returncode == 0, stopped.stderr
+            assert mount_at(str(directory)) is None and not pidfile.exists()
+            assert run(ocf_root, "nbdfuse", "monitor", params=params).returncode == 7
+            # An export nobody serves: start fails with nbdfuse's own reason.
+            refused = {**params, "uri": f"nbd+unix:///?socket={tmp_path / 'nowhere.sock'}"}
+            failed = run(ocf_root, "nbdfuse", "start", params=refused)
+            assert failed.returncode == 1 and "nbdfuse exited with code" in failed.stderr
+            assert mount_at(str(directory)) is None
+    finally:
+        _nbdfuse_cleanup(directory, pidfile)

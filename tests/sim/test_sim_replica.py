@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import pytest
 
+from hastack.replica import wire
 from hastack.replica.backing import Backing, Prepared
 from hastack.replica.engine import Complete, Effect, ReplicaEngine, WriteLocal
 from hastack.replica.metadata import SECTOR, MdFlags, create_md, internal_layout, md_size_sectors
@@ -263,3 +264,32 @@ def test_every_invariant_is_described() -> None:
         "two-primaries",
         "core-error",
     }
+
+
+@pytest.mark.parametrize("seed", [6, 25, 45, 80, 180])
+def test_detach_and_attach_keep_every_invariant(seed: int) -> None:
+    # Found by the sweep once the simulator detached and attached disks (docs/replica.md):
+    #   6 (protocol A): a write refused by the detached Secondary after its completion was not
+    #     marked, and the attach did not resync it;
+    #  25, 45 (protocol A): a Diskless Primary's writes never completed;
+    #  80 (protocol C): the model's own gap: a Diskless Primary's write failed (EIO) when its
+    #     peer went, yet the peer had written it -- a failed write's data may be on a disk;
+    # 180 (protocol C): a write done on the local disk, which was then detached, succeeded
+    #     when the link went before the peer's ack.
+    result = run_replica_seed(seed, duration=3.0)
+    assert result.ok, _report(result)
+    assert result.stats["detaches"] >= 1 and result.stats["attaches"] >= 1
+
+
+class NoNegAckMarkEngine(ReplicaEngine):
+    """Forgets that a peer without a disk refused a write that had completed already."""
+
+    def _receive_ack(self, msg: wire.RecvAck | wire.WriteAck | wire.NegAck) -> None:
+        if isinstance(msg, wire.NegAck) and msg.seq not in self._requests:
+            return
+        super()._receive_ack(msg)
+
+
+def test_the_checkers_catch_a_detach_that_forgets_refused_writes() -> None:
+    result = run_replica_seed(6, duration=3.0, engine_cls=NoNegAckMarkEngine)
+    assert "resync-not-identical" in {v.invariant for v in result.violations}

@@ -186,7 +186,15 @@ def test_superblock_follows_generations_and_flags_and_a_crashed_primary_is_known
         (MdFlags(0), "dont-care", DiskState.INCONSISTENT),
         (MdFlags.CONSISTENT, "dont-care", DiskState.OUTDATED),
         (MdFlags.CONSISTENT | MdFlags.WAS_UP_TO_DATE, "dont-care", DiskState.UP_TO_DATE),
-        (MdFlags.CONSISTENT | MdFlags.WAS_UP_TO_DATE, "resource-only", DiskState.OUTDATED),
+        # fencing: Consistent until the peer is known outdated (DRBD 8.4's attach) ...
+        (MdFlags.CONSISTENT | MdFlags.WAS_UP_TO_DATE, "resource-only", DiskState.CONSISTENT),
+        # ... which PEER_OUTDATED remembers from before the stop.
+        (
+            MdFlags.CONSISTENT | MdFlags.WAS_UP_TO_DATE | MdFlags.PEER_OUTDATED,
+            "resource-and-stonith",
+            DiskState.UP_TO_DATE,
+        ),
+        (MdFlags.CONSISTENT | MdFlags.PEER_OUTDATED, "resource-only", DiskState.OUTDATED),
     ],
 )
 def test_attach_disk_state(flags: MdFlags, fencing: str, state: DiskState) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 
 import pytest
 
@@ -813,7 +814,7 @@ def test_reading_real_files(tmp_path) -> None:
         (res("disk { disk-barrier maybe; }"), "'maybe' is not yes or no"),
         (res('disk { md-flushes "no"; }'), "is not yes or no"),
         (res("disk { no-disk-flushes yes; }"), "no-disk-flushes: takes no value"),
-        (res("disk { on-io-error Detach; }"), "'Detach' is not one of pass_on, call-local"),
+        (res("disk { on-io-error Detach; }"), "'Detach' is not one of detach, pass_on, call-local"),
         (res("disk { fencing stonith; }"), "'stonith' is not one of dont-care, resource-only"),
         (res("net { cram-hmac-alg crc32c; }"), "is not a digest algorithm hastack implements"),
         (res("net { verify-alg sha3-256; }"), "'sha3-256' is not a digest algorithm"),
@@ -1284,3 +1285,53 @@ def test_quote() -> None:
     assert quote('a "b" \\') == '"a \\"b\\" \\\\"'
     with pytest.raises(ValueError, match="line break"):
         quote("a\nb")
+
+
+def test_al_extents_above_what_the_activity_log_holds_names_file_line_and_the_limit() -> None:
+    """drbd.conf(5) allows al-extents up to 65534; hastack's on-disk activity log (32 KiB, a
+    ring of 8 transactions) holds MAX_AL_EXTENTS. A larger value is an error at read time, at
+    the value's file:line:column, saying both ranges; MAX_AL_EXTENTS itself is read."""
+    from hastack.replica.activitylog import MAX_AL_EXTENTS
+
+    assert MAX_AL_EXTENTS == 6223
+    text = (
+        "common {\n"
+        "  disk { al-extents 1237; }\n"
+        "}\n"
+        "resource r {\n"
+        "  disk {\n"
+        "    resync-rate 10M;\n"
+        "    al-extents 10000;\n"
+        "  }\n"
+        f"  device minor 1; disk /dev/sdb; meta-disk internal; {HOSTS}\n"
+        "}\n" + other("syncer { al-extents 6224; }")
+    )
+    found = errors(text)
+    assert found == [
+        "drbd.conf:7:5: resource r, disk: al-extents: '10000' is more than hastack allows: "
+        "67 to 6223, what hastack's 32 KiB on-disk activity log holds (drbd.conf(5) allows up "
+        "to 65534; DRBD 8.4 lowers it to what its own activity log holds)",
+        "drbd.conf:11:74: resource s, syncer: al-extents: '6224' is more than hastack allows: "
+        "67 to 6223, what hastack's 32 KiB on-disk activity log holds (drbd.conf(5) allows up "
+        "to 65534; DRBD 8.4 lowers it to what its own activity log holds)",
+    ]
+    assert "'64K' (= 65536 extents of 4 MiB) is out of range: 67 to 65534" in one_error(
+        res("disk { al-extents 64K; }")
+    )
+    (r,) = parse(res(f"disk {{ al-extents {MAX_AL_EXTENTS}; }}")).resources
+    assert r.disk.al_extents == MAX_AL_EXTENTS
+
+
+def test_al_extents_in_an_included_file_is_reported_there(tmp_path: Path) -> None:
+    from hastack.replica.config import load_drbd_conf
+
+    (tmp_path / "drbd.d").mkdir()
+    (tmp_path / "drbd.d" / "r.res").write_text(
+        "# resource r\n" + res("disk { al-extents 8000; }") + "\n"
+    )
+    (tmp_path / "drbd.conf").write_text('include "drbd.d/*.res";\n')
+    with pytest.raises(ConfigError) as info:
+        load_drbd_conf(str(tmp_path / "drbd.conf"))
+    (problem,) = [str(p) for p in info.value.problems]
+    assert problem.startswith(f"{tmp_path}/drbd.d/r.res:2:")
+    assert "al-extents: '8000' is more than hastack allows: 67 to 6223" in problem

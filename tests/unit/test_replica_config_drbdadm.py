@@ -102,7 +102,7 @@ resource v {
 
 EVERY_OPTION = res(
     "disk { size 1G; on-io-error detach; fencing resource-and-stonith; disk-barrier; "
-    "disk-flushes no; disk-drain no; md-flushes no; resync-rate 40M; al-extents 6433; "
+    "disk-flushes no; disk-drain no; md-flushes no; resync-rate 40M; al-extents 6223; "
     "al-updates no; discard-zeroes-if-aligned no; disable-write-same yes; c-plan-ahead 5; "
     "c-delay-target 20; c-fill-target 200k; c-max-rate 400M; c-min-rate 1M; disk-timeout 100; "
     "read-balancing 64K-striping; rs-discard-granularity 4096; max-bio-bvecs 1; } "
@@ -291,6 +291,9 @@ STRICTER = {
     "pull-ahead without protocol A (the kernel refuses)": res("net { on-congestion pull-ahead; }"),
     "ping-timeout above drbdsetup's range": res("net { ping-timeout 400; }"),
     "al-extents below drbdsetup's range": res("disk { al-extents 7; }"),
+    # DRBD 8.4's default 32 KiB log holds 6433 (the kernel lowers a larger value to that);
+    # hastack's 32 KiB log holds 6223, and it says so instead of lowering it.
+    "al-extents above what hastack's activity log holds": res("disk { al-extents 6433; }"),
     "on-io-error in the wrong case (drbdsetup refuses)": res("disk { on-io-error Detach; }"),
     "an address that is no IPv4 address": res().replace("10.0.0.1:", "10.0.0.300:"),
     "shared-secret longer than the kernel's 64": res(f"net {{ shared-secret {'s' * 70}; }}"),

@@ -254,10 +254,19 @@ def test_metadata_round_trip_keeps_bitmap_and_log() -> None:
     assert replay(back.al_ring, 67).extents == {0}
 
 
-def test_metadata_decode_refuses_a_resized_device() -> None:
+def test_metadata_decode_refuses_a_shrunk_device_and_keeps_the_agreed_size_of_a_larger_one() -> (
+    None
+):
     md = create_md(flexible_layout(GIB_SECTORS), al_extents=1237, rng=random.Random(3))
-    with pytest.raises(MetadataFieldError, match="resized"):
+    with pytest.raises(MetadataFieldError, match="without `resize`"):
         Metadata.decode(md.encode(), flexible_layout(GIB_SECTORS // 2))
+    # More room than the superblock's size (the peer has less, or not resized yet): the
+    # size last agreed stays, as DRBD's la-size-sect.
+    larger = flexible_layout(GIB_SECTORS * 2)
+    area = md.encode() + bytes(larger.md_bytes - md.layout.md_bytes)
+    back = Metadata.decode(area, larger)
+    assert back.layout.data_sectors == GIB_SECTORS
+    assert back.bitmap.nbits == md.bitmap.nbits
 
 
 def test_create_md_refuses_al_extents_the_log_cannot_hold() -> None:

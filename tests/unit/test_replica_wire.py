@@ -37,6 +37,10 @@ MESSAGES: list[wire.Message] = [
     wire.PingAck(),
     wire.StateChange(Role.SECONDARY, DiskState.OUTDATED),
     wire.Disconnect("split brain"),
+    wire.DataRequest(3, 8192, 4096),
+    wire.DataReply(3, 8192, True, b"z" * 4096),
+    wire.DataReply(4, 0, False),
+    wire.Hello("bob", Role.PRIMARY, DiskState.DISKLESS, 4096, 1, 0, (0, 0), 0, 4),
 ]
 
 
@@ -195,3 +199,80 @@ def test_hello_round_trips(
 ) -> None:
     message = wire.Hello(node, role, disk, size, cur, bm, (h0, h1), dirty)
     assert wire.decode(wire.encode(message, 1))[0] == message
+
+
+@given(ident=U64, offset=U64, length=U32)
+def test_data_request_round_trips(ident: int, offset: int, length: int) -> None:
+    message = wire.DataRequest(ident, offset, length)
+    assert wire.decode(wire.encode(message, 1))[0] == message
+
+
+@given(ident=U64, offset=U64, payload=st.binary(max_size=600))
+def test_data_reply_round_trips(ident: int, offset: int, payload: bytes) -> None:
+    message = wire.DataReply(ident, offset, True, payload)
+    assert wire.decode(wire.encode(message, 1))[0] == message
+
+
+def test_data_reply_with_a_bad_ok_flag_is_refused() -> None:
+    body = struct.pack(">QQB", 1, 0, 2)
+    frame = wire.HEADER.pack(wire.MAGIC, wire.MsgType.DATA_REPLY, 0, len(body), 1) + body
+    with pytest.raises(wire.WireError, match="ok flag 2"):
+        wire.decode(frame)
+
+
+def test_failed_data_reply_carrying_data_is_refused() -> None:
+    body = struct.pack(">QQB", 1, 0, 0) + b"data"
+    frame = wire.HEADER.pack(wire.MAGIC, wire.MsgType.DATA_REPLY, 0, len(body), 1) + body
+    with pytest.raises(wire.WireError, match="failed read carries no data"):
+        wire.decode(frame)
+
+
+def test_data_request_with_a_short_body_is_refused() -> None:
+    body = struct.pack(">QQ", 1, 0)
+    frame = wire.HEADER.pack(wire.MAGIC, wire.MsgType.DATA_REQUEST, 0, len(body), 1) + body
+    with pytest.raises(wire.WireError, match="DataRequest: body truncated"):
+        wire.decode(frame)
+
+
+# --- resize (ResizeRequest / ResizeReply) ----------------------------------------------------
+
+
+@given(U64, U64, U64, st.sampled_from([0, wire.RESIZE_ASSUME_CLEAN]), U64, U64, U64, U64)
+def test_resize_request_round_trips(
+    max_s: int, limit: int, requested: int, flags: int, cur: int, bm: int, h0: int, h1: int
+) -> None:
+    message = wire.ResizeRequest(max_s, limit, requested, flags, cur, bm, (h0, h1))
+    assert wire.decode(wire.encode(message, 3)) == (message, 3)
+
+
+@given(st.booleans(), U64, U64, st.text(max_size=100))
+def test_resize_reply_round_trips(ok: bool, sectors: int, cur: int, reason: str) -> None:
+    message = wire.ResizeReply(ok, sectors, cur, 0, (1, 2), reason)
+    assert wire.decode(wire.encode(message, 9)) == (message, 9)
+
+
+def test_resize_request_with_unknown_flags_is_refused() -> None:
+    frame = wire.encode(wire.ResizeRequest(1, 0, 0, 0x80, 0, 0, (0, 0)), 1)
+    with pytest.raises(wire.WireError, match="resize request: unknown flags 0x80"):
+        wire.decode(frame)
+
+
+def test_resize_reply_with_a_bad_ok_flag_is_refused() -> None:
+    good = bytearray(wire.encode(wire.ResizeReply(True, 8, 0, 0, (0, 0)), 1))
+    good[wire.HEADER_SIZE] = 2
+    with pytest.raises(wire.WireError, match="ok flag 2"):
+        wire.decode(bytes(good))
+
+
+def test_resize_messages_survive_the_stream_decoder_split_anywhere() -> None:
+    encoder = wire.Encoder()
+    messages: list[wire.Message] = [
+        wire.ResizeRequest(1 << 40, 2048, 0, wire.RESIZE_ASSUME_CLEAN, 5, 6, (7, 8)),
+        wire.ResizeReply(False, 0, 5, 6, (7, 8), "no room"),
+    ]
+    stream = b"".join(encoder.encode(m) for m in messages)
+    decoder = wire.Decoder()
+    got: list[wire.Message] = []
+    for i in range(0, len(stream), 5):
+        got.extend(decoder.feed(stream[i : i + 5]))
+    assert got == messages

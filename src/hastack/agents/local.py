@@ -12,10 +12,12 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import replace
+from types import MappingProxyType
 from typing import Protocol
 
+from hastack.agents.cluster_tools import ClusterTools
 from hastack.agents.discovery import fetch_metadata
 from hastack.agents.executor import Abort, Effect, Executor, Launch, OpCompleted, OpKey
 from hastack.agents.inprocess import module_invocation, run_in_process, runs_in_process
@@ -69,6 +71,7 @@ class LocalExecutor:
         runner: Runner = run_invocation,
         in_process: bool = False,
         stonith_runner: Callable[[ResourceAgentCall], Awaitable[OpResult]] | None = None,
+        cluster_tools: ClusterTools | None = None,
     ) -> None:
         self.core = Executor(node)
         self._on_event = on_event
@@ -87,6 +90,8 @@ class LocalExecutor:
         self.in_process = in_process
         # the actions of fence devices (class stonith: start, stop, monitor) go to the fencer
         self.stonith_runner = stonith_runner
+        # crm_attribute and crm_master that talk to this node's daemon, found first by agents
+        self.cluster_tools = cluster_tools
 
     async def __aenter__(self) -> LocalExecutor:
         return self
@@ -204,7 +209,7 @@ class LocalExecutor:
             if call.timeout is None:
                 call = replace(call, timeout=await self._advised_timeout(call))
             if self.in_process and runs_in_process(call.agent):
-                env = ocf_env(call, str(self._paths.ocf_root), None)
+                env = self._with_tools(ocf_env(call, str(self._paths.ocf_root), None))
                 return await run_in_process(call, env, self._clock)
             try:
                 inv = build_invocation(call, self._paths)
@@ -216,7 +221,13 @@ class LocalExecutor:
                 inv = fallback
         except AgentError as exc:
             return OpResult(OcfRc.ERR_GENERIC, agent_error_status(exc), str(exc), "", started)
+        if self.cluster_tools is not None:
+            inv = replace(inv, env=MappingProxyType(self._with_tools(inv.env)))
         return await self._runner(inv, call.effective_timeout, self._grace, self._clock)
+
+    def _with_tools(self, env: Mapping[str, str]) -> dict[str, str]:
+        tools = self.cluster_tools
+        return dict(env) if tools is None else tools.apply(env)
 
     async def _advised_timeout(self, call: ResourceAgentCall) -> float:
         """The timeout an OCF agent's meta-data advises for the call's action and interval,

@@ -23,7 +23,10 @@ SOCKET_ENV = "HASTACK_REPLICA_SOCKET"
 DAEMON_VERBS: dict[str, str] = {
     "up": "attach the backing devices and connect to the peer (drbdadm up)",
     "down": "demote, disconnect and detach cleanly (drbdadm down)",
-    "attach": "attach the backing devices only",
+    "attach": "attach the backing devices only; on a running Diskless volume, attach its "
+    "disk again (a resync from the peer brings it UpToDate)",
+    "detach": "let go of the backing device and continue Diskless: reads and writes go to "
+    "the peer (drbdadm detach)",
     "connect": "connect to the peer (after disconnect, or a refused split brain)",
     "disconnect": "drop the connection and stay StandAlone",
     "primary": "become Primary: the NBD export serves reads and writes",
@@ -33,6 +36,7 @@ DAEMON_VERBS: dict[str, str] = {
     "outdate": "mark the local data Outdated (it will not be promoted)",
     "new-current-uuid": "start a new data generation (with --clear-bitmap: skip the initial sync)",
     "verify": "compare both sides block by block (verify-alg); differences go to the bitmap",
+    "resume-io": "resume application I/O suspended by fencing (the peer is dealt with by hand)",
 }
 
 
@@ -83,7 +87,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     for verb, help_text in DAEMON_VERBS.items():
         p = verbs.add_parser(verb, help=help_text, description=help_text)
         common(p, conf=False)
-        p.add_argument("resource", metavar="RESOURCE", help="a resource name, or all")
+        if verb in ("attach", "detach"):
+            p.add_argument(
+                "resource", metavar="RES[/VOL]", help="a resource name (or all), or one volume"
+            )
+        else:
+            p.add_argument("resource", metavar="RESOURCE", help="a resource name, or all")
+        if verb == "detach":
+            p.add_argument(
+                "--force",
+                action="store_true",
+                help="detach even a Primary without an UpToDate peer (its I/O then fails)",
+            )
         if verb == "primary":
             p.add_argument(
                 "--force",
@@ -103,6 +118,58 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                 help="both sides are known identical (new, empty): skip the initial sync",
             )
         p.set_defaults(func=run_daemon_verb)
+
+    resize = verbs.add_parser(
+        "resize",
+        help="take the new size of grown (or, with --size, shrunk) backing devices",
+        description="drbdadm resize: after the backing device of a volume grew on both nodes, "
+        "the volume takes the smaller of the two sizes (or --size), agreed with the peer; "
+        "internal meta-data moves to the new end of the device and the new area is "
+        "resynchronised from the Primary. Run it on one node, with the resource connected and "
+        "one side Primary.",
+    )
+    common(resize, conf=False)
+    resize.add_argument("resource", metavar="RES[/VOL]", help="a resource, or one volume of it")
+    resize.add_argument(
+        "--size",
+        metavar="SIZE",
+        help="the new size (sectors, or with a unit: K, M, G, T); smaller than now shrinks: "
+        "shrink the file system first, the data beyond is lost",
+    )
+    resize.add_argument(
+        "--assume-peer-has-space",
+        action="store_true",
+        help="resize while not connected, trusting that the peer's device is as large",
+    )
+    resize.add_argument(
+        "--assume-clean",
+        action="store_true",
+        help="do not resynchronise the new area (it is known identical, e.g. zeroed, on both)",
+    )
+    resize.set_defaults(func=run_resize)
+
+    adjust = verbs.add_parser(
+        "adjust",
+        help="apply drbd.conf's changes to the running daemon",
+        description="drbdadm adjust: re-read drbd.conf and change only what differs: bring up "
+        "resources added or down, connect StandAlone ones, change options on the fly (or by "
+        "disconnect + connect for protocol, authentication and addresses). Resources removed "
+        "from drbd.conf are left running. A file with an error changes nothing.",
+    )
+    common(adjust, conf=False)
+    adjust.add_argument(
+        "resource", nargs="?", default="all", metavar="RESOURCE", help="a resource, or all"
+    )
+    adjust.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="drbd.conf to read (default: the file the daemon was started with)",
+    )
+    adjust.add_argument(
+        "-d", "--dry-run", action="store_true", help="print the steps, change nothing"
+    )
+    adjust.set_defaults(func=run_adjust)
 
     status = verbs.add_parser(
         "status",
@@ -171,6 +238,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     resolve.add_argument("--dry-run", action="store_true", help="only say what would happen")
     resolve.set_defaults(func=run_resolve)
 
+    from hastack.cli import replica_fence_cmd
+
+    replica_fence_cmd.register(verbs)
+
 
 def _default_socket() -> str:
     from hastack.replica.client import DEFAULT_SOCKET
@@ -216,11 +287,68 @@ def _ask(args: argparse.Namespace, verb: str, **fields: Any) -> Any:
 
 def run_daemon_verb(args: argparse.Namespace) -> int:
     fields: dict[str, Any] = {"resource": args.resource}
+    if args.verb in ("attach", "detach") and "/" in args.resource:
+        resource, _, vol = args.resource.partition("/")
+        if not vol.isdigit():
+            print(
+                f"hastack replica {args.verb}: {args.resource}: RES/VOL needs a volume number",
+                file=sys.stderr,
+            )
+            return 1
+        fields = {"resource": resource, "volume": int(vol)}
     for name in ("force", "discard_my_data", "clear_bitmap"):
         if getattr(args, name, False):
             fields[name] = True
     result = _ask(args, args.verb, **fields)
     return 1 if result is None else 0
+
+
+def run_resize(args: argparse.Namespace) -> int:
+    from hastack.replica.resize import ResizeError, parse_size
+
+    resource, _, vol = args.resource.partition("/")
+    fields: dict[str, Any] = {"resource": resource}
+    if vol:
+        if not vol.isdigit():
+            print(
+                f"hastack replica resize: {args.resource}: RES/VOL needs a volume number",
+                file=sys.stderr,
+            )
+            return 1
+        fields["volume"] = int(vol)
+    if args.size is not None:
+        try:
+            fields["size"] = parse_size(args.size)
+        except ResizeError as err:
+            print(f"hastack replica resize: --size: {err}", file=sys.stderr)
+            return 1
+    for name in ("assume_peer_has_space", "assume_clean"):
+        if getattr(args, name):
+            fields[name] = True
+    result = _ask(args, "resize", **fields)
+    if result is None:
+        return 1
+    for line in result.get("messages", []):
+        print(line)
+    return 0
+
+
+def run_adjust(args: argparse.Namespace) -> int:
+    fields: dict[str, Any] = {"resource": args.resource, "dry_run": args.dry_run}
+    if args.config:
+        conf = _load(args.config)  # a file with an error: said here, nothing sent
+        if conf is None:
+            print("hastack replica adjust: nothing adjusted", file=sys.stderr)
+            return 1
+        fields["config"] = os.path.abspath(args.config)
+    result = _ask(args, "adjust", **fields)
+    if result is None:
+        return 1
+    for line in result.get("messages", []):
+        print(line)
+    if args.dry_run:
+        print("(dry run: nothing changed)")
+    return 0
 
 
 def run_status(args: argparse.Namespace) -> int:

@@ -251,6 +251,16 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "symmetrical": _f("bool"),
     },
     "constraint-remove": {"id": _f("str", True)},
+    "constraint-location-rule": {
+        "id": _f("str", True),
+        "resource": _f("str", True),
+        "score": _f("str"),
+        "role": _f("str"),
+        "attribute": _f("str", True),
+        "operation": _f("str", True),
+        "value": _f("str"),
+        "replace": _f("bool"),
+    },
     "node-standby": dict(_NODE_LIFETIME),
     "node-unstandby": {"node": _f("str", True)},
     "node-maintenance": {**_NODE_LIFETIME, "on": _f("bool")},
@@ -1315,6 +1325,50 @@ def _order(root: etree._Element, op: Mapping[str, Any]) -> str:
     )
 
 
+_RULE_OPERATIONS = ("lt", "gt", "lte", "gte", "eq", "ne", "defined", "not_defined")
+
+
+def _location_rule(root: etree._Element, op: Mapping[str, Any]) -> str:
+    """A location constraint with a one-expression rule, as DRBD's crm-fence-peer writes
+    (``<rsc_location><rule role= score=><expression attribute= operation= value=/>``); with
+    ``replace`` an existing constraint of that id is replaced, else its id must be new."""
+    rsc = op["resource"]
+    _resource(root, rsc)
+    ident = op["id"]
+    score = _score(op.get("score"), "-INFINITY")
+    role = _role(root, op.get("role"), "role")
+    operation = op["operation"]
+    if operation not in _RULE_OPERATIONS:
+        raise OperationError(
+            f"rule operation {operation!r} is not one of: {', '.join(_RULE_OPERATIONS)}"
+        )
+    if operation not in ("defined", "not_defined") and op.get("value") is None:
+        raise OperationError(f"rule operation {operation!r} needs a value")
+    replaced = ""
+    if op.get("replace"):
+        constraints = _config(root).find("constraints")
+        for item in [] if constraints is None else list(constraints):
+            if item.get("id") == ident:
+                _remove(item)
+                replaced = " (replaced)"
+    _check_new_id(root, ident, "constraint")
+    location = etree.SubElement(_section(root, "constraints"), "rsc_location", id=ident, rsc=rsc)
+    rule = etree.SubElement(location, "rule", id=_unique_id(root, f"{ident}-rule"), score=score)
+    if role is not None:
+        rule.set("role", role)
+    expr = etree.SubElement(
+        rule,
+        "expression",
+        id=_unique_id(root, f"{ident}-expr"),
+        attribute=op["attribute"],
+        operation=operation,
+    )
+    if op.get("value") is not None:
+        expr.set("value", op["value"])
+    what = f"{op['attribute']} {operation} {op.get('value', '')}".rstrip()
+    return f"added location constraint {ident}{replaced}: {rsc} score {score} where {what}"
+
+
 def _constraint_remove(root: etree._Element, op: Mapping[str, Any]) -> str:
     constraints = _config(root).find("constraints")
     items = [] if constraints is None else [c for c in constraints if isinstance(c.tag, str)]
@@ -1590,6 +1644,8 @@ def _dispatch(root: etree._Element, op: Mapping[str, Any], now: datetime) -> str
         return _order(root, op)
     if name == "constraint-remove":
         return _constraint_remove(root, op)
+    if name == "constraint-location-rule":
+        return _location_rule(root, op)
     if name == "node-standby":
         return _node_attr(root, op["node"], "standby", "on", _lifetime(op))
     if name == "node-unstandby":

@@ -22,6 +22,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from hastack.agents.cluster_tools import ClusterTools
+from hastack.agents.cluster_tools import install as install_cluster_tools
 from hastack.agents.executor import OpCompleted
 from hastack.agents.local import ExecutorClosed, LocalExecutor
 from hastack.agents.names import DEFAULT_PATHS
@@ -147,6 +149,7 @@ class CrmShell:
             clock=clock.now,
             in_process=True,
             stonith_runner=self.fence.resource_action,
+            cluster_tools=self._cluster_tools(name, run_path, str(config.directory)),
         )
         self.links = config.hacf.links
         self.endpoints: list[LinkEndpoint] = []
@@ -168,6 +171,29 @@ class CrmShell:
         self.alerts: AlertRunner | None = None  # made on the running loop, in open()
         self._event_seq = 0
         self._initial_cib = cib.data
+
+    @staticmethod
+    def _cluster_tools(name: str, run_path: Path, config_dir: str) -> ClusterTools | None:
+        """crm_attribute and crm_master for the agents (promotion scores above all), written
+        into RUN_DIR/NODE/bin and reaching this daemon's control socket."""
+        from hastack.daemon.rundir import NodeRunDir
+
+        directory = run_path / "bin"
+        try:
+            warnings = install_cluster_tools(directory)
+        except OSError as exc:
+            emit(
+                logger,
+                "error",
+                "agent-tools-failed",
+                f"cannot write crm_attribute and crm_master for agents into {directory}: "
+                f"{exc.strerror or exc}; agents cannot set promotion scores",
+            )
+            return None
+        for warning in warnings:
+            emit(logger, "warning", "agent-tools-noexec", warning)
+        control = NodeRunDir(run_path.parent, name).control_path
+        return ClusterTools(directory, control, name, config_dir)
 
     # ---- lifecycle ------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ from hastack.replica.metadata import (
     MdFlags,
     Metadata,
     MetadataError,
+    NoMetadataError,
     Superblock,
     create_md,
     layout_for,
@@ -94,14 +95,23 @@ def volume_layout(disk: str, meta_disk: MetaDisk, size_sectors: int = 0) -> Layo
 
 
 def attach_disk_state(flags: MdFlags, fencing: str) -> DiskState:
-    """The disk state a volume attaches with, from its metadata flags (DRBD's rule: a
-    consistent disk that was UpToDate is UpToDate again unless fencing asks to hear from the
-    peer first, in which case it is Outdated until the handshake decides)."""
+    """The disk state a volume attaches with, from its metadata flags (DRBD 8.4's rule: a
+    consistent disk that was UpToDate is UpToDate again if fencing is dont-care or the peer
+    is remembered Outdated (PEER_OUTDATED); otherwise Consistent, until the handshake or a
+    fence-peer handler says the peer has nothing newer. Not UpToDate at the stop: Outdated)."""
     if not flags & MdFlags.CONSISTENT:
         return DiskState.INCONSISTENT
-    if flags & MdFlags.WAS_UP_TO_DATE and fencing == "dont-care":
+    if not flags & MdFlags.WAS_UP_TO_DATE:
+        return DiskState.OUTDATED
+    if fencing == "dont-care" or flags & MdFlags.PEER_OUTDATED:
         return DiskState.UP_TO_DATE
-    return DiskState.OUTDATED
+    return DiskState.CONSISTENT
+
+
+def attach_peer_disk(flags: MdFlags) -> DiskState:
+    """The peer's disk state a volume attaches with: Outdated if the metadata remembers it
+    fenced (or Inconsistent) at the last stop, as DRBD 8.4 reads MDF_PEER_OUT_DATED."""
+    return DiskState.OUTDATED if flags & MdFlags.PEER_OUTDATED else DiskState.UNKNOWN
 
 
 def flags_for(
@@ -118,9 +128,9 @@ def flags_for(
     a crash until a handshake has accounted for it)."""
     keep = base & (MdFlags.FULL_SYNC | MdFlags.AL_DISABLED)
     flags = keep
-    if disk in (DiskState.UP_TO_DATE, DiskState.OUTDATED):
+    if disk in (DiskState.UP_TO_DATE, DiskState.CONSISTENT, DiskState.OUTDATED):
         flags |= MdFlags.CONSISTENT
-    if disk is DiskState.UP_TO_DATE:
+    if disk in (DiskState.UP_TO_DATE, DiskState.CONSISTENT):
         flags |= MdFlags.WAS_UP_TO_DATE
     if primary:
         flags |= MdFlags.PRIMARY | MdFlags.CRASHED_PRIMARY
@@ -141,7 +151,7 @@ class Prepared:
 
     bitmap: bytes | None
     transaction: bytes | None
-    ring_offset: int = 0
+    ring_offset: int = 0  # the transaction's offset within the activity-log ring
     sequence: int | None = None
     wait: frozenset[int] = frozenset()
     bitmap_generation: int = 0  # orders bitmap snapshots (see Backing._bitmap_snapshot)
@@ -255,14 +265,27 @@ class Backing:
             raise BackingError(f"{name}: short read of the meta-data (device too small?)")
         try:
             metadata = Metadata.decode(area, layout)
+        except NoMetadataError as err:
+            hint = ""
+            if layout.kind == "internal":
+                hint = (
+                    "; or the device grew while it was not attached, and its meta-data is at "
+                    "the old end: shrink it back, attach, then grow it and `resize` "
+                    "(docs/replica.md)"
+                )
+            raise BackingError(f"{name}: {err}{hint}") from None
         except MetadataError as err:
             raise BackingError(f"{name}: {err}") from None
         crashed = not metadata.superblock.flags & MdFlags.AL_CLEAN
-        backing = cls(data, meta, layout, metadata, crashed=crashed)
+        # metadata.layout: the data size the superblock records (the last agreed size).
+        backing = cls(data, meta, metadata.layout, metadata, crashed=crashed)
         if crashed:
             mark_dirty(backing.bitmap, backing.al.active)
         if metadata.superblock.flags & MdFlags.FULL_SYNC:
             backing.bitmap.set_all()
+        # The bitmap first: FULL_SYNC is cleared only once the bitmap that replaces it (every
+        # bit set) is stable -- the one on disk may be half-written (an interrupted resize).
+        backing.write_bitmap()
         # Running: the log is no longer clean until a clean detach says so.
         backing.write_superblock(
             replace(
@@ -270,7 +293,6 @@ class Backing:
                 flags=metadata.superblock.flags & ~MdFlags.AL_CLEAN & ~MdFlags.FULL_SYNC,
             )
         )
-        backing.write_bitmap()
         return backing
 
     def close(self, *, clean: bool) -> None:
@@ -336,6 +358,23 @@ class Backing:
             self._bitmap_on_disk = generation
         self.stats["bm"] += 1
 
+    def resize(self, layout: Layout) -> None:
+        """Blocking: `resize` -- the metadata written for `layout` (moved, for internal
+        meta-data of a grown device), in resize.py's crash-safe order. The bitmap was
+        resized (in place) by the engine already; the data size follows `layout`."""
+        from hastack.replica.resize import write_moved_metadata
+
+        with self._md_lock:
+            self._bitmap_generation += 1
+            generation = self._bitmap_generation
+            self.superblock = write_moved_metadata(
+                self._meta, self.layout, layout, self.superblock, self.bitmap.to_bytes()
+            )
+            self.layout = layout
+            self.size = layout.data_sectors * SECTOR
+            self._bitmap_on_disk = generation  # older snapshots must not be written after
+        self.stats["bm"] += 1
+
     # --- data ----------------------------------------------------------------------------
 
     def begin_write(self, offset: int, length: int) -> Prepared:
@@ -355,7 +394,7 @@ class Backing:
         return Prepared(
             bitmap,
             tr.encode(),
-            self.layout.al_offset + tr.ring_offset,
+            tr.ring_offset,  # within the ring: where the ring is is read at write time
             tr.sequence,
             wait,
             generation,
@@ -382,7 +421,9 @@ class Backing:
             self._write_bitmap_bytes(prepared.bitmap, prepared.bitmap_generation)
         if prepared.transaction is not None:
             with self._md_lock:
-                self._meta.pwrite(prepared.transaction, prepared.ring_offset)
+                # The ring's place is read under the lock: a `resize` may have moved it.
+                offset = self.layout.al_offset + prepared.ring_offset
+                self._meta.pwrite(prepared.transaction, offset)
                 self._meta.fdatasync()
             self.stats["al"] += 1
 
@@ -435,9 +476,12 @@ class MetadataKeeper:
             flags = flags_for(
                 self.backing.superblock.flags,
                 primary=engine.role is Role.PRIMARY,
-                disk=engine.disk_state,
+                # a detached disk leaves with the state the engine chose for it
+                disk=engine.metadata_disk_state,
                 connected=engine.cstate not in (ConnState.STANDALONE, ConnState.CONNECTING),
-                peer_outdated=engine.peer_disk is DiskState.OUTDATED,
+                # DRBD's MDF_PEER_OUT_DATED: the peer is Outdated or Inconsistent (fenced,
+                # or a resync target), so this node may be promoted without fencing it.
+                peer_outdated=engine.peer_disk in (DiskState.OUTDATED, DiskState.INCONSISTENT),
                 # A crashed Primary stays marked until a handshake has accounted for it.
                 crashed_primary=engine.crashed_primary,
             )

@@ -152,6 +152,21 @@ class Bitmap:
         merged = int.from_bytes(self._data, "little") | int.from_bytes(other._data, "little")
         self._data[:] = merged.to_bytes(len(self._data), "little")
 
+    def resize(self, nbits: int) -> None:
+        """Grow or shrink in place (`resize` of the volume): blocks kept keep their bits, new
+        blocks start clean, bits of blocks cut off are dropped. In place, so every holder of
+        this bitmap (the engine, the backing) sees the new size at once."""
+        if nbits < 0:
+            raise ValueError(f"a bitmap cannot have {nbits} bits")
+        if nbits < self.nbits:
+            self.clear_range(nbits, self.nbits)  # spare bits of the last byte must be zero
+        length = byte_length(nbits)
+        if length < len(self._data):
+            del self._data[length:]
+        else:
+            self._data.extend(bytes(length - len(self._data)))
+        self.nbits = nbits
+
     def copy(self) -> Bitmap:
         clone = Bitmap(self.nbits)
         clone._data[:] = self._data

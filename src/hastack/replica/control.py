@@ -16,7 +16,9 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from hastack.replica import reconfigure
 from hastack.replica.client import DEFAULT_SOCKET, ControlError, answers, request
+from hastack.replica.config import ConfigError, load_drbd_conf
 from hastack.replica.daemon import ReplicaCommandError, ReplicaDaemon, ResourceRunner
 from hastack.replica.model import DrbdConf
 
@@ -31,16 +33,20 @@ ENGINE_VERBS: dict[str, tuple[str, tuple[str, ...]]] = {
     "outdate": ("outdate", ()),
     "new-current-uuid": ("new_current_uuid", ("clear_bitmap",)),
     "verify": ("start_verify", ()),
+    "resume-io": ("resume_io", ()),
 }
 VERBS = (
     "status",
     "up",
     "down",
     "attach",
+    "detach",
     "connect",
     "disconnect",
     "primary",
     "secondary",
+    "resize",
+    "adjust",
     *ENGINE_VERBS,
 )
 
@@ -55,10 +61,55 @@ async def handle(daemon: ReplicaDaemon, request: dict[str, Any]) -> Any:
         raise ReplicaCommandError("resource must be a name or 'all'")
     if verb == "status":
         return daemon.status(name)
+    if verb == "adjust":
+        return await _adjust(daemon, name, request)
+    volume = request.get("volume")
+    if verb == "resize" and "/" in name:  # RES/VOL, as drbdadm names one volume
+        name, _, number = name.partition("/")
+        volume = int(number) if number.isdigit() else number
     targets = daemon.select(name)
+    if verb == "resize":
+        lines: list[str] = []
+        for res in targets:
+            lines += await reconfigure.resize(
+                res,
+                _volume(volume),
+                size=_sectors(request.get("size", 0)),
+                assume_peer_has_space=bool(request.get("assume_peer_has_space")),
+                assume_clean=bool(request.get("assume_clean")),
+            )
+        return {"messages": lines, "status": daemon.status(name)}
     for res in targets:
         await _one(res, verb, request)
     return daemon.status(name)
+
+
+def _volume(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ReplicaCommandError("volume must be a volume number")
+    return value
+
+
+def _sectors(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ReplicaCommandError("size must be a number of sectors")
+    return value
+
+
+async def _adjust(daemon: ReplicaDaemon, name: str, request: dict[str, Any]) -> Any:
+    """`adjust`: re-read drbd.conf (the file the daemon runs from, or `config`); a file with
+    an error changes nothing and the error names its file and line."""
+    path = request.get("config") or daemon.conf.file
+    if not isinstance(path, str) or not path:
+        raise ReplicaCommandError("config must be a file name")
+    try:
+        conf = load_drbd_conf(path)
+    except ConfigError as err:
+        raise ReplicaCommandError(f"{err}\nnothing adjusted") from None
+    lines = await reconfigure.adjust(daemon, conf, name, dry_run=bool(request.get("dry_run")))
+    return {"messages": lines, "status": daemon.status("all")}
 
 
 async def _one(res: ResourceRunner, verb: str, request: dict[str, Any]) -> None:
@@ -66,7 +117,9 @@ async def _one(res: ResourceRunner, verb: str, request: dict[str, Any]) -> None:
         await res.attach()
         await res.connect(discard_my_data=bool(request.get("discard_my_data")))
     elif verb == "attach":
-        await res.attach()
+        await res.attach(_volume(request.get("volume")))
+    elif verb == "detach":
+        await res.detach(force=bool(request.get("force")), volume=_volume(request.get("volume")))
     elif verb == "connect":
         await res.connect(discard_my_data=bool(request.get("discard_my_data")))
     elif verb == "disconnect":

@@ -37,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from hastack.replica import peer_link
+from hastack.replica import peer_link, reconfigure
 from hastack.replica.activitylog import ActivityLogBusy
 from hastack.replica.backing import (
     Backing,
@@ -45,11 +45,15 @@ from hastack.replica.backing import (
     MetadataKeeper,
     Prepared,
     attach_disk_state,
+    attach_peer_disk,
 )
 from hastack.replica.config import select_host
 from hastack.replica.engine import (
+    AWAITED_HANDLERS,
+    MAX_PEER_READ,
     CloseConnection,
     Complete,
+    DetachLocal,
     Effect,
     EngineError,
     FlushLocal,
@@ -61,8 +65,9 @@ from hastack.replica.engine import (
     Send,
     WriteLocal,
 )
+from hastack.replica.engine_resize import ResizeAsked, Resized
 from hastack.replica.model import Address, DrbdConf, Host, Resource, Volume
-from hastack.replica.nbd_server import Access, Export, NBDServer
+from hastack.replica.nbd_server import Access, Export, NBDServer, WriteDone
 from hastack.replica.states import ConnState, DiskState, Role
 
 log = logging.getLogger("hastack.replica")
@@ -73,6 +78,7 @@ _ZERO_CHUNK = 1 << 20
 _READ_SIZE = 256 * 1024
 _READY = Prepared(None, None)  # nothing to make stable first
 INLINE_WRITE = 128 * 1024  # local writes up to this size are issued on the event loop
+DETACH_DRAIN = 10.0  # seconds a detach waits for local I/O in flight before closing anyway
 
 
 class ReplicaCommandError(Exception):
@@ -112,16 +118,27 @@ class VolumeRunner:
             bitmap=backing.bitmap,
             crashed_primary=backing.crashed_primary,
             now=time.monotonic(),
+            handlers=res.handlers,
+            peer_disk=attach_peer_disk(sb.flags),
         )
         self._handles = 0
-        self._waiting: dict[int, asyncio.Future[None]] = {}
+        self._waiting: dict[int, asyncio.Future[bytes]] = {}
+        self._done: dict[int, WriteDone] = {}  # handle -> submit_write's callback
         # application writes admitted to the activity log (handle -> range), until Released
         self._admitted: dict[int, tuple[int, int]] = {}
         self._issued: set[int] = set()  # admitted writes the engine issued locally
         self._metadata_event = asyncio.Event()  # replaced each time a transaction is stable
         self._inflight: dict[int, _Write] = {}  # token -> local write in flight
-        self.metadata = MetadataKeeper(backing, self.engine, time.monotonic())
+        self.metadata: MetadataKeeper | None = MetadataKeeper(
+            backing, self.engine, time.monotonic()
+        )
         self.nbd: NBDServer | None = None
+        # Diskless operation: `backing` is None once a detached disk is closed. The task that
+        # lets go of it; the shell's own uses of the disk (activity-log writes, reads served
+        # here) it waits for; a meta-data write failed (reported to the engine once).
+        self._detaching: asyncio.Task[None] | None = None
+        self._shell_io = 0
+        self._meta_failed = False
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -145,12 +162,18 @@ class VolumeRunner:
             elif isinstance(effect, Complete):
                 if effect.handle not in self._issued:
                     self._release(effect.handle)  # refused before any write was issued
+                done = self._done.pop(effect.handle, None)
+                if done is not None:
+                    done(None if effect.ok else OSError(_errno_for(effect.error), effect.error))
                 future = self._waiting.pop(effect.handle, None)
                 if future is not None and not future.done():
                     if effect.ok:
-                        future.set_result(None)
+                        future.set_result(effect.data)
                     else:
                         future.set_exception(OSError(_errno_for(effect.error), effect.error))
+            elif isinstance(effect, DetachLocal):
+                if self._detaching is None or self._detaching.done():
+                    self._detaching = self.loop.create_task(self._let_go(effect))
             elif isinstance(effect, CloseConnection):
                 self.resource.close_connection(effect.reason)
             elif isinstance(effect, RunHandler):
@@ -160,6 +183,8 @@ class VolumeRunner:
                     effect.level, logging.INFO
                 )
                 log.log(level, "%s/%d: %s", self.resource.name, self.volume.number, effect.text)
+            elif isinstance(effect, ResizeAsked | Resized):
+                reconfigure.resize_effect(self, effect)
         self.persist()
 
     def _write(self, effect: WriteLocal) -> None:
@@ -228,6 +253,8 @@ class VolumeRunner:
 
     async def _begin(self, offset: int, length: int) -> Prepared:
         while True:
+            if self.backing is None:
+                raise OSError(errno.ENODEV, "the disk was detached")
             try:
                 return self.backing.begin_write(offset, length)
             except ActivityLogBusy:
@@ -243,7 +270,7 @@ class VolumeRunner:
                 await self.resource.daemon.blocking(self.backing.write_metadata, prepared)
             except OSError as err:
                 ok = False
-                self.resource.io_error(self.volume, f"meta-data before {offset}: {err}")
+                self.resource.io_error(self.volume, f"meta-data before {offset}: {err}", meta=True)
             self.backing.transaction_stable(prepared)
             self._metadata_written()
         while not self.backing.stable(prepared.wait):
@@ -270,35 +297,172 @@ class VolumeRunner:
         self.loop.create_task(go())
 
     def persist(self, *, force_bitmap: bool = False) -> None:
-        self.metadata.persist(time.monotonic(), force_bitmap=force_bitmap)
+        if self.metadata is None or self._meta_failed:
+            return  # Diskless, or the meta-data cannot be written (the engine detaches)
+        try:
+            self.metadata.persist(time.monotonic(), force_bitmap=force_bitmap)
+        except OSError as err:
+            self._meta_failed = True
+            self.resource.io_error(self.volume, f"meta-data write: {err}", meta=True)
+
+    # --- Diskless operation --------------------------------------------------------------
+
+    @property
+    def detaching(self) -> bool:
+        return self._detaching is not None and not self._detaching.done()
+
+    async def wait_detached(self) -> None:
+        if self._detaching is not None:
+            await asyncio.shield(self._detaching)
+
+    async def _let_go(self, effect: DetachLocal) -> None:
+        """The engine detached (DetachLocal): once its local I/O and the shell's own are
+        done, write the metadata (the state the disk leaves with, the bitmap) and close the
+        disk; then the engine may ack barriers without a flush of its own."""
+        backing = self.backing
+        if backing is None:
+            return
+        deadline = time.monotonic() + DETACH_DRAIN
+        while self._busy_locally() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        drained = not self._busy_locally()
+        self.persist(force_bitmap=True)
+        clean = effect.clean and drained and not self._meta_failed
+        try:
+            await self.resource.daemon.blocking(backing.close, clean=clean)
+        except OSError as err:
+            log.error("%s/%d: closing the disk: %s", self.resource.name, self.volume.number, err)
+        self.backing = None
+        self.metadata = None
+        self._admitted.clear()
+        self._issued.clear()
+        log.warning(
+            "%s/%d: detached (%s; %s): Diskless",
+            self.resource.name,
+            self.volume.number,
+            effect.reason,
+            "clean" if clean else "unclean",
+        )
+        self.run(self.engine.disk_closed(time.monotonic()))
+
+    def _busy_locally(self) -> bool:
+        return self.engine.local_io_busy or bool(self._inflight) or self._shell_io > 0
+
+    async def reattach(self) -> None:
+        """`attach` of a detached volume: open the disk, read its metadata, hand both to the
+        engine (which says Hello again to a connected peer: the resync brings it UpToDate)."""
+        await self.wait_detached()
+        if self.backing is not None:
+            return
+        name = f"{self.resource.name}/{self.volume.number}"
+        disk_opts = self.resource.config.volume_disk(self.volume)
+        assert self.volume.disk is not None
+        try:
+            backing = await self.resource.daemon.blocking(
+                Backing.attach, self.volume.disk, self.volume.meta_disk, size_sectors=disk_opts.size
+            )
+        except BackingError as err:
+            raise ReplicaCommandError(f"{name}: attach failed: {err}") from None
+        problem = ""
+        if backing.size != self.engine.size:
+            problem = f"the disk has {backing.size} bytes, the volume {self.engine.size}"
+        else:
+            try:
+                effects = self.engine.attach(
+                    time.monotonic(),
+                    disk_state=attach_disk_state(backing.superblock.flags, disk_opts.fencing),
+                    generations=backing.superblock.generations,
+                    bitmap=backing.bitmap,
+                    crashed_primary=backing.crashed_primary,
+                )
+            except EngineError as err:
+                problem = str(err)
+        if problem:
+            await self.resource.daemon.blocking(backing.close, clean=True)
+            raise ReplicaCommandError(f"{name}: attach: {problem}")
+        self.backing = backing
+        self._meta_failed = False
+        self.metadata = MetadataKeeper(backing, self.engine, time.monotonic())
+        self.run(effects)
+        self.persist(force_bitmap=True)
+        log.info("%s: attached again (%s)", name, self.engine.disk_state.literal)
 
     # --- the application's side (NBD) ----------------------------------------------------
 
-    def _next_handle(self) -> tuple[int, asyncio.Future[None]]:
+    def _next_handle(self) -> tuple[int, asyncio.Future[bytes]]:
         self._handles += 1
         future = self.loop.create_future()
         self._waiting[self._handles] = future
         return self._handles, future
 
     async def app_write(self, offset: int, data: bytes, fua: bool) -> None:
-        # DRBD's order: the extent is in the activity log on disk before the write goes to
-        # the local disk or to the peer, so a crash never leaves a block on either side that
-        # the crashed node's log does not name. Waiting here (not with the write already in
-        # the peer stream) lets earlier writes' barrier acks through, which free log slots.
-        prepared = await self._begin(offset, len(data))
-        if not await self._make_stable(prepared, offset):
-            self.backing.end_write(offset, len(data))
-            raise OSError(errno.EIO, "activity log write failed")
-        handle, future = self._next_handle()
-        self._admitted[handle] = (offset, len(data))
-        effects = self.engine.app_write(time.monotonic(), handle, offset, data, fua=fua)
-        self.run(effects)
+        future: asyncio.Future[None] = self.loop.create_future()
+
+        def done(error: OSError | None) -> None:
+            if not future.done():
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(error)
+
+        self.submit_write(offset, data, fua, done)
         await future
+
+    def submit_write(self, offset: int, data: bytes, fua: bool, done: WriteDone) -> None:
+        """An application write; `done` is called once the engine completed it. Without a
+        coroutine when the write's extent is hot and stable (the common case): the NBD server
+        submits every write here, and a task per write costs more than the rest of the write's
+        path on this node.
+
+        DRBD's order: the extent is in the activity log on disk before the write goes to the
+        local disk or to the peer, so a crash never leaves a block on either side that the
+        crashed node's log does not name. A Diskless volume's writes go to the peer only."""
+        if self.backing is None or self.engine.disk_state is DiskState.DISKLESS:
+            self._admit(offset, data, fua, done, admitted=False)
+            return
+        try:
+            prepared: Prepared | None = self.backing.begin_write(offset, len(data))
+        except (ActivityLogBusy, OSError):
+            prepared = None  # the slow path waits for a slot, or finds the disk gone
+        if prepared is not None and prepared.ready:
+            self._admit(offset, data, fua, done, admitted=True)
+        else:
+            self.loop.create_task(self._admit_later(prepared, offset, data, fua, done))
+
+    async def _admit_later(
+        self, prepared: Prepared | None, offset: int, data: bytes, fua: bool, done: WriteDone
+    ) -> None:
+        """An activity-log transaction to write or wait for first. Waiting here (not with the
+        write already in the peer stream) lets earlier writes' barrier acks through, which
+        free log slots."""
+        admitted = False
+        self._shell_io += 1
+        try:
+            if prepared is None:
+                prepared = await self._begin(offset, len(data))
+            admitted = await self._make_stable(prepared, offset)
+            if not admitted and self.backing is not None:
+                self.backing.end_write(offset, len(data))
+        except OSError:
+            admitted = False  # the disk was let go of meanwhile
+        finally:
+            self._shell_io -= 1
+        if not admitted and self.engine.disk_state is not DiskState.DISKLESS:
+            done(OSError(errno.EIO, "activity log write failed"))
+            return
+        self._admit(offset, data, fua, done, admitted)
+
+    def _admit(self, offset: int, data: bytes, fua: bool, done: WriteDone, admitted: bool) -> None:
+        self._handles += 1
+        self._done[self._handles] = done
+        if admitted:
+            self._admitted[self._handles] = (offset, len(data))
+        self.run(self.engine.app_write(time.monotonic(), self._handles, offset, data, fua=fua))
 
     def _release(self, handle: int) -> None:
         held = self._admitted.pop(handle, None)
         self._issued.discard(handle)
-        if held is not None:
+        if held is not None and self.backing is not None:
             self.backing.end_write(*held)
 
     async def app_flush(self) -> None:
@@ -307,17 +471,43 @@ class VolumeRunner:
         await future
 
     async def app_read(self, offset: int, length: int) -> bytes:
-        if self.engine.disk_state is not DiskState.UP_TO_DATE:
-            raise OSError(errno.EIO, f"disk is {self.engine.disk_state.literal}")
-        data = await self.resource.daemon.blocking(self.backing.read, offset, length)
-        self.run(self.engine.note_app_read(time.monotonic(), length))
-        return data
+        """An UpToDate disk serves reads here; otherwise (Diskless, Inconsistent) and when the
+        local read fails, the engine does: from the good local blocks or from the peer."""
+        backing = self.backing
+        if backing is not None and self.engine.disk_state is DiskState.UP_TO_DATE:
+            self._shell_io += 1
+            try:
+                data = await self.resource.daemon.blocking(backing.read, offset, length)
+            except OSError as err:
+                self.resource.io_error(self.volume, f"read at {offset}: {err}")
+                return await self._engine_read(offset, length, local_failed=True)
+            finally:
+                self._shell_io -= 1
+            self.run(self.engine.note_app_read(time.monotonic(), length))
+            return data
+        return await self._engine_read(offset, length)
+
+    async def _engine_read(self, offset: int, length: int, *, local_failed: bool = False) -> bytes:
+        parts: list[bytes] = []
+        end = offset + length
+        while offset < end:
+            chunk = min(MAX_PEER_READ, end - offset)
+            handle, future = self._next_handle()
+            self.run(
+                self.engine.app_read(
+                    time.monotonic(), handle, offset, chunk, local_failed=local_failed
+                )
+            )
+            parts.append(await future)
+            local_failed = False  # the policy is applied once
+            offset += chunk
+        return b"".join(parts)
 
     def status(self) -> dict[str, Any]:
         st = dict(self.engine.status)
         stats = dict(st.get("stats") or {})
-        stats["al"] = self.backing.stats["al"]
-        stats["bm"] = self.backing.stats["bm"]
+        stats["al"] = self.backing.stats["al"] if self.backing is not None else 0
+        stats["bm"] = self.backing.stats["bm"] if self.backing is not None else 0
         nbd = self.volume.nbd_export
         return {
             "volume": self.volume.number,
@@ -326,13 +516,30 @@ class VolumeRunner:
             "disk": _literal(st.get("disk")),
             "peer_disk": _literal(st.get("peer_disk")),
             "oos": st.get("oos", 0),
-            "size_kib": self.backing.size // 1024,
+            "size_kib": self.engine.size // 1024,
             "nbd": f"{nbd.host_port}" if self.nbd is not None else "",
             "stats": stats,
             "sync": st.get("sync"),
             # What the peer reported at the last handshake: `resolve --dry-run` shows it.
             "peer_changed_blocks": self.engine.peer_changed_blocks,
         }
+
+
+def _by_volume(chunks: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """Consecutive chunks of one volume joined: the engine takes a read's frames in one call
+    (one batch of effects, one metadata check) instead of one call per frame."""
+    joined: list[tuple[int, bytes]] = []
+    run: list[bytes] = []
+    current = -1
+    for volume, chunk in chunks:
+        if volume != current and run:
+            joined.append((current, b"".join(run)))
+            run = []
+        current = volume
+        run.append(chunk)
+    if run:
+        joined.append((current, b"".join(run)))
+    return joined
 
 
 def _literal(value: object) -> str:
@@ -357,7 +564,7 @@ class ReplicaBackend:
         self.runner = runner
 
     def size(self) -> int:
-        return self.runner.backing.size
+        return self.runner.engine.size
 
     def access(self) -> Access:
         # Only a Primary serves its device; a Secondary's belongs to the replication stream.
@@ -368,6 +575,9 @@ class ReplicaBackend:
 
     async def write(self, offset: int, data: bytes, fua: bool) -> None:
         await self.runner.app_write(offset, data, fua)
+
+    def submit_write(self, offset: int, data: bytes, fua: bool, done: WriteDone) -> None:
+        self.runner.submit_write(offset, data, fua, done)
 
     async def flush(self) -> None:
         await self.runner.app_flush()
@@ -418,6 +628,10 @@ class ResourceRunner:
         self._dialer: asyncio.Task[None] | None = None
         self._wake_dialer = asyncio.Event()
         self._handlers: set[asyncio.Task[None]] = set()
+        # fence-peer runs once per resource (DRBD 8.4: per connection) whatever the number of
+        # volumes asking; every handler's end wakes the verbs waiting on it (`primary`).
+        self._fence_task: asyncio.Task[None] | None = None
+        self._handler_event = asyncio.Event()
 
     @property
     def dials(self) -> bool:
@@ -429,8 +643,12 @@ class ResourceRunner:
 
     # --- up / down -----------------------------------------------------------------------
 
-    async def attach(self) -> None:
+    async def attach(self, volume: int | None = None) -> None:
         if self.volumes:
+            # Running: attach the volumes that were detached (Diskless) again.
+            for runner in self._volumes(volume):
+                if runner.backing is None or runner.detaching:
+                    await runner.reattach()
             return
         attached: list[VolumeRunner] = []
         try:
@@ -510,6 +728,31 @@ class ResourceRunner:
             await self._server.wait_closed()
             self._server = None
 
+    def _volumes(self, volume: int | None) -> list[VolumeRunner]:
+        if volume is None:
+            return list(self.volumes.values())
+        runner = self.volumes.get(volume)
+        if runner is None:
+            known = ", ".join(str(n) for n in self.volumes) or "none"
+            raise ReplicaCommandError(f"{self.name}: no volume {volume} (volumes: {known})")
+        return [runner]
+
+    async def detach(self, *, force: bool = False, volume: int | None = None) -> None:
+        """`detach [--force] RES[/VOL]`: the volume lets go of its disk and goes on Diskless
+        (I/O through the peer). Returns once the disk is closed."""
+        if not self.volumes:
+            raise ReplicaCommandError(f"{self.name}: not attached")
+        runners = self._volumes(volume)
+        for runner in runners:
+            try:
+                runner.run(runner.engine.detach(time.monotonic(), force=force))
+            except EngineError as err:
+                raise ReplicaCommandError(
+                    f"{self.name}/{runner.volume.number}: detach: {err}"
+                ) from None
+        for runner in runners:
+            await runner.wait_detached()
+
     async def down(self, *, stopping: bool = False) -> None:
         """Demote, disconnect, stop serving, detach cleanly. `stopping` (the daemon's own
         stop): NBD clients are disconnected first instead of refusing to demote."""
@@ -523,6 +766,9 @@ class ResourceRunner:
         await self.disconnect()
         await self._stop_nbd()
         for runner in self.volumes.values():
+            await runner.wait_detached()
+            if runner.backing is None:
+                continue  # Diskless: its disk was closed at the detach
             deadline = time.monotonic() + 10.0
             while runner._inflight and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
@@ -587,14 +833,38 @@ class ResourceRunner:
                             self._reconnect("primary --force: reconnecting as the source")
                     elif self.conn is not None:
                         self._reconnect("primary --force: reconnecting as the source")
-                runner.run(engine.promote(now))
+                runner.run(engine.promote(now, force=force))
                 done.append(runner)
         except EngineError as err:
-            for runner in done:
+            self._demote_all(done)
+            raise ReplicaCommandError(f"{self.name}: cannot become Primary: {err}") from None
+        await self._await_fenced_promotion(done)
+        log.info("%s: Primary", self.name)
+
+    def _demote_all(self, runners: list[VolumeRunner]) -> None:
+        for runner in runners:
+            if runner.engine.role is Role.PRIMARY or runner.engine.promote_pending:
                 with contextlib.suppress(EngineError):
                     runner.run(runner.engine.demote(time.monotonic()))
-            raise ReplicaCommandError(f"{self.name}: cannot become Primary: {err}") from None
-        log.info("%s: Primary", self.name)
+
+    async def _await_fenced_promotion(self, runners: list[VolumeRunner]) -> None:
+        """A promotion that runs fence-peer first (fencing, the peer DUnknown) ends when the
+        handler has answered: wait for it, then every volume is Primary or none is."""
+        deadline = time.monotonic() + HANDLER_TIMEOUT + 5.0
+        while any(r.engine.promote_pending for r in runners):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            event = self._handler_event
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout=remaining)
+        failed = [r for r in runners if r.engine.role is not Role.PRIMARY]
+        if failed:
+            why = "; ".join(
+                sorted({r.engine.promote_error or "fence-peer gave no answer" for r in failed})
+            )
+            self._demote_all(runners)
+            raise ReplicaCommandError(f"{self.name}: cannot become Primary: {why}")
 
     async def secondary(self) -> None:
         if not self.volumes:
@@ -727,11 +997,11 @@ class ResourceRunner:
         try:
             chunks = early
             while self.conn is conn:
-                for volume, chunk in chunks:
+                for volume, data in _by_volume(chunks):
                     runner = self.volumes.get(volume)
                     if runner is None:
                         raise peer_link.PeerLinkError(f"peer sent data for unknown volume {volume}")
-                    runner.run(runner.engine.receive_bytes(time.monotonic(), chunk))
+                    runner.run(runner.engine.receive_bytes(time.monotonic(), data))
                     if self.conn is not conn:
                         return
                 data = await conn.reader.read(_READ_SIZE)
@@ -801,11 +1071,25 @@ class ResourceRunner:
             runner.run(runner.engine.tick(now))
 
     def run_handler(self, name: str, volume: Volume) -> None:
-        """Run drbd.conf's handler `name` (if configured) with DRBD's environment."""
+        """Run drbd.conf's handler `name` (if configured) with DRBD's environment, and report
+        its exit status back to the engines: fence-peer's to every volume (it runs once per
+        resource, as in DRBD 8.4), the others' to the volume that asked. A handler that cannot
+        be started, or is killed at HANDLER_TIMEOUT, is reported as None (failed)."""
         command = getattr(self.config.handlers, name.replace("-", "_"), None)
         if not command:
             log.info("%s: event %s (no handler configured)", self.name, name)
+            if name in AWAITED_HANDLERS:
+                # The engine asks only for configured ones; answer anyway rather than hang.
+                asyncio.get_running_loop().call_soon(self._handler_done, name, volume, None)
             return
+        if name == "fence-peer" and self._fence_task is not None and not self._fence_task.done():
+            return  # already running for another volume: its result goes to every volume
+        if name == "unfence-peer" and not all(
+            r.engine.disk_state is DiskState.UP_TO_DATE
+            and r.engine.peer_disk is DiskState.UP_TO_DATE
+            for r in self.volumes.values()
+        ):
+            return  # as DRBD: once *every* volume is back in sync
         env = dict(os.environ)
         env.update(
             DRBD_RESOURCE=self.name,
@@ -821,26 +1105,54 @@ class ResourceRunner:
             DRBD_BACKING_DEV=volume.disk or "",
             DRBD_MINOR_0=str(volume.minor),
         )
+        for other in self.host.volumes:
+            env[f"DRBD_MINOR_{other.number}"] = str(other.minor)
 
         async def go() -> None:
-            proc = await asyncio.create_subprocess_shell(
-                command, env=env, stdin=asyncio.subprocess.DEVNULL, start_new_session=True
-            )
+            rc: int | None = None
             try:
-                rc = await asyncio.wait_for(proc.wait(), timeout=HANDLER_TIMEOUT)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                await proc.wait()
-                log.error("%s: handler %s timed out after %.0f s", self.name, name, HANDLER_TIMEOUT)
-                return
-            log.info("%s: handler %s exited %d", self.name, name, rc)
+                proc = await asyncio.create_subprocess_shell(
+                    command, env=env, stdin=asyncio.subprocess.DEVNULL, start_new_session=True
+                )
+            except OSError as err:
+                log.error("%s: handler %s could not be started: %s", self.name, name, err)
+            else:
+                try:
+                    rc = await asyncio.wait_for(proc.wait(), timeout=HANDLER_TIMEOUT)
+                except TimeoutError:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    await proc.wait()
+                    log.error(
+                        "%s: handler %s timed out after %.0f s", self.name, name, HANDLER_TIMEOUT
+                    )
+                else:
+                    log.info("%s: handler %s exited %d", self.name, name, rc)
+            self._handler_done(name, volume, rc)
 
         task = asyncio.create_task(go())
         self._handlers.add(task)
         task.add_done_callback(self._handlers.discard)
+        if name == "fence-peer":
+            self._fence_task = task
 
-    def io_error(self, volume: Volume, what: str) -> None:
+    def _handler_done(self, name: str, volume: Volume, rc: int | None) -> None:
+        now = time.monotonic()
+        if name == "fence-peer":
+            self._fence_task = None  # finished: a new request starts a new run
+            targets = list(self.volumes.values())
+        else:
+            runner = self.volumes.get(volume.number)
+            targets = [runner] if runner is not None and runner.volume is volume else []
+        for runner in targets:
+            runner.run(runner.engine.handler_done(now, name, rc))
+        event, self._handler_event = self._handler_event, asyncio.Event()
+        event.set()
+
+    def io_error(self, volume: Volume, what: str, *, meta: bool = False) -> None:
+        """Log a local I/O error. The engine applies on-io-error (it runs local-io-error and
+        detaches as the policy says): data I/O errors reach it by io_done, meta-data ones
+        (`meta`: always a detach, as in DRBD) from here."""
         policy = self.config.volume_disk(volume).on_io_error
         log.error(
             "%s/%d: I/O error on %s: %s (on-io-error %s)",
@@ -850,8 +1162,9 @@ class ResourceRunner:
             what,
             policy,
         )
-        if policy == "call-local-io-error":
-            self.run_handler("local-io-error", volume)
+        runner = self.volumes.get(volume.number)
+        if meta and runner is not None and runner.volume is volume:
+            runner.run(runner.engine.local_io_error(time.monotonic(), what, meta=True))
 
     def status(self) -> dict[str, Any]:
         first = next(iter(self.volumes.values()), None)
@@ -864,7 +1177,10 @@ class ResourceRunner:
             "peer_role": st.get("peer_role", "Unknown"),
             "cstate": st.get("cstate", "StandAlone") if self.volumes else "Unconfigured",
             "protocol": self.config.net.protocol,
-            "suspended": False,
+            # DRBD's reasons ("fencing"), as status_view prints them (`s` in /proc/drbd).
+            "suspended": sorted(
+                {reason for r in self.volumes.values() for reason in r.engine.suspended}
+            ),
             "volumes": [r.status() for r in self.volumes.values()],
         }
 
@@ -937,7 +1253,8 @@ class ReplicaDaemon:
                     if runner.nbd is not None:
                         await runner.nbd.stop(grace=1.0)
                     runner.persist(force_bitmap=True)
-                    runner.backing.close(clean=True)
+                    if runner.backing is not None:
+                        runner.backing.close(clean=True)
                 res.volumes.clear()
         if self._ticker is not None:
             self._ticker.cancel()

@@ -40,6 +40,14 @@ What it implements (drbd.conf's model, written from DRBD's documented behaviour)
   out of sync; the "out-of-sync" handler runs if any differed.
 * ko-count: a write the peer leaves unanswered for `timeout` x `ko-count` drops the connection
   (the write then completes locally and its blocks go to the bitmap).
+* Diskless operation (`detach`, `attach`, on-io-error): a volume that let go of its disk sends
+  application writes to the peer only (completed by the peer's ack alone) and reads to it
+  (DataRequest/DataReply), and fails them when no UpToDate peer is connected; the peer records
+  in its bitmap every block written meanwhile and starts a new data generation, so that the
+  disk attached again (a renewed Hello on the same connection) is resynced exactly there.
+  A local I/O error applies on-io-error as DRBD 8.4's drbd_chk_io_error: pass_on (the disk
+  goes Inconsistent, the request is served by the peer), call-local-io-error (the handler, then
+  a detach) or detach.
 * `status`: DRBD's spellings, resync/verify progress and /proc/drbd's counters.
 """
 
@@ -51,6 +59,7 @@ from dataclasses import dataclass, field, replace
 
 from hastack.replica import peerauth, wire
 from hastack.replica.bitmap import BLOCK_SIZE, Bitmap
+from hastack.replica.engine_resize import ResizeAsked, Resized, ResizeMixin
 from hastack.replica.generations import (
     Generations,
     Rng,
@@ -64,7 +73,7 @@ from hastack.replica.generations import (
     with_role,
 )
 from hastack.replica.handshake import NodeState, sync_handshake
-from hastack.replica.model import Disk, Net
+from hastack.replica.model import Disk, Handlers, Net
 from hastack.replica.progress import SyncProgress
 from hastack.replica.resync_control import Pacer, pacer_for
 from hastack.replica.states import ConnState, DiskState, Role
@@ -72,6 +81,7 @@ from hastack.replica.states import ConnState, DiskState, Role
 # Resync (and verify) requests of one block in flight at once: drbd.conf's max-buffers (pages
 # the receiver may hold), capped, so a high rate is not limited by one round trip per 64 blocks.
 MAX_RESYNC_WINDOW = 1024
+MAX_PEER_READ = 1 << 20  # one application read through the peer (the shell splits larger ones)
 BITMAP_CHUNK_RUNS = 65536  # runs per bitmap frame (1 MiB of runs)
 VERIFY_RETRIES = 8  # a block written to during its verify is asked again, this many times
 # States in which a resync or verify runs (progress is shown, other such commands refused).
@@ -128,6 +138,7 @@ class Complete:
     handle: int  # the application's request handle
     ok: bool
     error: str = ""
+    data: bytes = b""  # an application read's data (app_read)
 
 
 @dataclass(frozen=True)
@@ -137,7 +148,21 @@ class CloseConnection:
 
 @dataclass(frozen=True)
 class RunHandler:
-    name: str  # a drbd.conf handler: split-brain, pri-lost-after-sb, out-of-sync, ...
+    """Run drbd.conf's handler `name` (split-brain, out-of-sync, fence-peer, ...). For those
+    the engine waits on (fence-peer, before-resync-target, before-resync-source) the shell
+    reports the exit status back with `handler_done`."""
+
+    name: str
+
+
+# fence-peer's exit codes (DRBD 8.4's conn_try_outdate_peer): what the handler found.
+FENCE_PEER_INCONSISTENT = 3  # the peer's disk is Inconsistent (or worse)
+FENCE_PEER_OUTDATED = 4  # the peer's disk is now (or was already) Outdated
+FENCE_PEER_UNREACHABLE = 5  # the peer is down: taken as Outdated if this disk is UpToDate
+FENCE_PEER_PRIMARY = 6  # the peer is Primary: a Secondary here outdates itself
+FENCE_PEER_STONITHED = 7  # the peer node was fenced (STONITH)
+# Handlers whose exit status the engine waits for.
+AWAITED_HANDLERS = ("fence-peer", "before-resync-target", "before-resync-source")
 
 
 @dataclass(frozen=True)
@@ -155,6 +180,17 @@ class Released:
     handle: int
 
 
+@dataclass(frozen=True)
+class DetachLocal:
+    """The volume lets go of its local disk (`detach`, or on-io-error): it is Diskless from
+    now on and issues no new local I/O. Once `local_io_busy` is false the shell writes the
+    metadata (`metadata_disk_state`, the bitmap), closes the backing (`clean`: the log marked
+    clean; not after an I/O error) and calls `disk_closed`."""
+
+    reason: str
+    clean: bool = True
+
+
 Effect = (
     WriteLocal
     | ReadLocal
@@ -162,9 +198,12 @@ Effect = (
     | Send
     | Complete
     | Released
+    | DetachLocal
     | CloseConnection
     | RunHandler
     | Log
+    | ResizeAsked
+    | Resized
 )
 
 
@@ -185,6 +224,8 @@ class _Request:
     local_done: bool = False
     local_ok: bool = True
     peer_done: bool = False
+    peer_ok: bool = False  # the peer has it (per the protocol's ack): enough for success
+    voided: bool = False  # the disk was detached before completion: its copy does not count
     completed: bool = False
 
 
@@ -193,6 +234,7 @@ class _Flush:
     handle: int
     need_epoch: int  # barrier ack needed (0: none)
     local_done: bool = False
+    local: bool = True  # False: Diskless, only the peer's barrier ack makes it stable
 
 
 @dataclass
@@ -227,6 +269,18 @@ class _RxVerify:
 
 
 @dataclass
+class _RxRead:
+    """A read the peer asked for -- its application read (DataRequest, `ident` set) or a
+    resync read -- queued behind the peer's earlier writes, so that it returns them."""
+
+    offset: int
+    length: int
+    link: object = None
+    ident: int | None = None
+    digest: bytes | None = None
+
+
+@dataclass
 class _Held:
     """An application request that arrived while the connect handshake was undecided."""
 
@@ -235,12 +289,14 @@ class _Held:
     data: bytes = b""
     fua: bool = False
     flush: bool = False
+    read: int = 0  # an application read of this many bytes
 
 
 @dataclass
 class _Io:
     # "app", "flush", "rx", "rxflush", "rsread", "csread" (csums: the target reads its copy),
-    # "vread" (VerifyT reads for a digest), "vlocal" (VerifyS reads to compare)
+    # "vread" (VerifyT reads for a digest), "vlocal" (VerifyS reads to compare), "appread" (an
+    # application read through the engine), "dread" (a read for the peer's DataRequest)
     kind: str
     request: _Request | None = None
     flush: _Flush | None = None
@@ -249,6 +305,8 @@ class _Io:
     offset: int = 0
     length: int = 0
     link: object = None
+    handle: int = 0  # "appread": the application's request
+    ident: int = 0  # "dread": the peer's DataRequest id
 
 
 def _blocks(offset: int, length: int) -> range:
@@ -278,9 +336,10 @@ class _Link:
     made_at: float = 0.0
     last_ping: float = 0.0
     ping_outstanding: float | None = None
+    renegotiating: bool = False  # a second Hello is awaited (attach): no refusal before it
 
 
-class ReplicaEngine:
+class ReplicaEngine(ResizeMixin):
     """One volume, one peer. Methods take `now` and return the list of effects to carry out."""
 
     def __init__(
@@ -297,6 +356,8 @@ class ReplicaEngine:
         bitmap: Bitmap | None = None,
         crashed_primary: bool = False,
         now: float = 0.0,
+        handlers: Handlers | None = None,
+        peer_disk: DiskState = DiskState.UNKNOWN,
     ) -> None:
         if size <= 0:
             raise ValueError(f"volume size must be positive, not {size}")
@@ -308,7 +369,15 @@ class ReplicaEngine:
         self.role = role
         self.disk_state = disk_state
         self.peer_role: Role | None = None
-        self.peer_disk = DiskState.UNKNOWN
+        # The peer's disk: DUnknown while disconnected, unless it is known Outdated or
+        # Inconsistent (fenced, or a resync target when the link went; remembered across a
+        # restart by the PEER_OUTDATED flag): then no fence-peer is needed to promote.
+        self.peer_disk = (
+            peer_disk
+            if peer_disk in (DiskState.OUTDATED, DiskState.INCONSISTENT)
+            else DiskState.UNKNOWN
+        )
+        self.handlers = handlers if handlers is not None else Handlers()
         self.cstate = ConnState.STANDALONE
         self.generations = generations if generations is not None else Generations()
         nbits = -(-size // BLOCK_SIZE)
@@ -383,6 +452,27 @@ class ReplicaEngine:
         self._verify_retry: deque[int] = deque()  # blocks to ask again (a write raced them)
         self._verify_tries: dict[int, int] = {}
         self._verify_digests: dict[int, bytes] = {}  # the peer's digests awaiting our read
+        # Diskless operation (detach, attach, on-io-error): whether the shell holds the disk
+        # open (after a detach, until it closed it), the disk state the metadata records at
+        # the detach, application reads sent to the peer (id -> handle, offset, length), and
+        # blocks a Primary SyncTarget wrote while their resync data was on its way.
+        self._local_open = disk_state is not DiskState.DISKLESS
+        self._detach_state: DiskState | None = None
+        self._next_read_id = 1
+        self._peer_reads: dict[int, tuple[int, int, int]] = {}
+        self._resync_stale: set[int] = set()
+        # Fencing (disk { fencing }): a fence-peer handler is running (its result not in yet);
+        # application I/O frozen until it succeeds (resource-and-stonith); a promotion
+        # waiting for it, and why the last such promotion failed.
+        self._fencing = False
+        self._susp_fen = False
+        self._promote_pending = False
+        self.promote_error = ""
+        # before-resync-target/-source: the handler awaited before a resync starts, the
+        # connection it was run for, and whether the bitmap exchange is done meanwhile.
+        self._resync_gate = ""
+        self._gate_link: _Link | None = None
+        self._gate_ready = False
 
     # === public events ===================================================================
 
@@ -439,8 +529,9 @@ class ReplicaEngine:
         if offset < 0 or not data or offset + len(data) > self.size:
             self._out.append(Complete(handle, False, "write outside the volume"))
             return self._flush_out()
-        if self._handshaking or self._held:
-            # Undecided whether the peer gets it by mirroring or by resync: wait (in order).
+        if self._holding or self._held:
+            # Undecided whether the peer gets it by mirroring or by resync, or I/O frozen
+            # until fence-peer succeeds: wait (in order).
             self._held.append(_Held(handle, offset, data, fua))
             return self._flush_out()
         self._do_write(now, handle, offset, data, fua)
@@ -451,7 +542,7 @@ class ReplicaEngine:
         if self.role is not Role.PRIMARY:
             self._out.append(Complete(handle, False, "read-only: this node is Secondary"))
             return self._flush_out()
-        if self._handshaking or self._held:
+        if self._holding or self._held:
             self._held.append(_Held(handle, flush=True))
             return self._flush_out()
         self._do_flush(handle)
@@ -464,12 +555,137 @@ class ReplicaEngine:
         self._counters["dr"] += max(length, 0)
         return self._flush_out()
 
+    # --- Diskless operation: reads through the engine, detach, attach --------------------
+
+    def app_read(
+        self, now: float, handle: int, offset: int, length: int, *, local_failed: bool = False
+    ) -> list[Effect]:
+        """An application read the shell does not serve from an UpToDate local disk: this
+        disk is Diskless or Inconsistent, or the shell's own read failed (`local_failed`: the
+        on-io-error policy applies first, then the read is retried). Served by the local disk
+        where its blocks are good, else by the connected UpToDate peer (DataRequest), else it
+        fails with an I/O error. The Complete carries the data."""
+        self._clock(now)
+        if offset < 0 or length <= 0 or offset + length > self.size:
+            self._out.append(Complete(handle, False, "read outside the volume"))
+            return self._flush_out()
+        if length > MAX_PEER_READ:
+            self._out.append(Complete(handle, False, f"read over {MAX_PEER_READ} bytes"))
+            return self._flush_out()
+        if local_failed:
+            self._mark_dirty(offset, length)
+            self._local_io_error(f"read at {offset}")
+        if self._holding or self._held:
+            self._held.append(_Held(handle, offset, read=length))
+            return self._flush_out()
+        self._do_read(handle, offset, length)
+        return self._flush_out()
+
+    def detach(self, now: float, *, force: bool = False) -> list[Effect]:
+        """`drbdsetup detach [--force]`: let go of the local disk and continue Diskless
+        (application I/O then goes to the peer). A Primary needs a connected UpToDate peer
+        (DRBD: "Need access to UpToDate data"); `force` detaches it anyway, and its I/O then
+        fails. Detaching a Diskless volume does nothing."""
+        self._clock(now)
+        if self.disk_state is DiskState.DISKLESS:
+            return self._flush_out()
+        if self.role is Role.PRIMARY and not force and not self._peer_serves:
+            raise EngineError(
+                "detach refused: this node is Primary and no UpToDate peer is connected "
+                "(its application I/O would fail; --force detaches anyway)"
+            )
+        if (
+            not force
+            and self._link is not None
+            and self.peer_role is Role.PRIMARY
+            and self.peer_disk is DiskState.DISKLESS
+        ):
+            raise EngineError(
+                "detach refused: the peer is a Diskless Primary whose I/O goes to this disk "
+                "(--force detaches anyway)"
+            )
+        self._begin_detach("detach" + (" --force" if force else ""), failed=False)
+        return self._flush_out()
+
+    @property
+    def local_io_busy(self) -> bool:
+        """Local I/O this engine asked for is in flight: a detached disk is closed only after."""
+        return bool(self._io)
+
+    def disk_closed(self, now: float) -> list[Effect]:
+        """The shell closed the detached disk (data flushed, metadata and bitmap written)."""
+        self._clock(now)
+        self._local_open = False
+        self._pump_rx()  # barriers that waited for the close (its flush) are acked now
+        return self._flush_out()
+
+    @property
+    def metadata_disk_state(self) -> DiskState:
+        """The disk state the local metadata records. While a detached disk is let go, the
+        state it leaves with: Outdated if a Primary may write without it, Inconsistent after
+        an I/O error, else what it was."""
+        if self.disk_state is DiskState.DISKLESS and self._detach_state is not None:
+            return self._detach_state
+        return self.disk_state
+
+    def attach(
+        self,
+        now: float,
+        *,
+        disk_state: DiskState,
+        generations: Generations,
+        bitmap: Bitmap,
+        crashed_primary: bool = False,
+    ) -> list[Effect]:
+        """`drbdsetup attach` on a Diskless volume: adopt the disk the shell opened (its
+        metadata's state, identifiers and bitmap). Connected, both sides say Hello again
+        and the handshake decides afresh: the peer's bitmap names what this disk missed
+        while it was detached, and a resync brings it UpToDate. A Primary attaches only with
+        a connected UpToDate peer (only the peer knows what the disk missed); its disk is
+        Inconsistent until that resync ends, and reads of blocks still out of sync go to
+        the peer."""
+        self._clock(now)
+        if self.disk_state is not DiskState.DISKLESS or self._local_open:
+            raise EngineError("attach refused: a disk is attached (or still being let go)")
+        if bitmap.nbits != self.bitmap.nbits:
+            raise EngineError(
+                f"attach refused: bitmap has {bitmap.nbits} bits, not {self.bitmap.nbits}"
+            )
+        primary = self.role is Role.PRIMARY
+        if primary and not (self._peer_serves and self.cstate is ConnState.CONNECTED):
+            raise EngineError(
+                "attach refused: this Diskless Primary has no connected UpToDate peer "
+                "(only the peer knows which blocks the disk missed)"
+            )
+        if disk_state is DiskState.DISKLESS:
+            raise EngineError("attach refused: the disk state to attach with is Diskless")
+        self.generations = generations
+        self.bitmap = bitmap
+        self.crashed_primary = crashed_primary
+        self.disk_state = DiskState.INCONSISTENT if primary else disk_state
+        self._local_open = True
+        self._detach_state = None
+        self._log(f"attached: {self.disk_state.literal}, {self.bitmap.count()} blocks out of sync")
+        link = self._link
+        if link is not None:
+            if self.cstate is ConnState.CONNECTED and link.peer_hello is not None:
+                self._reset_handshake(link)
+                self._send_hello(renegotiate=True)
+            else:
+                self._fail("disk attached during the connect handshake: connecting again")
+        return self._flush_out()
+
     def io_done(self, now: float, token: int, ok: bool = True, data: bytes = b"") -> list[Effect]:
-        """A local I/O this engine asked for finished; `data` for reads."""
+        """A local I/O this engine asked for finished; `data` for reads. A failure applies
+        the on-io-error policy (`_local_io_error`) before the request's own handling."""
         self._clock(now)
         io = self._io.pop(token, None)
         if io is None:
             raise EngineError(f"no local I/O with token {token}")
+        if not ok and io.kind != "rxflush":
+            where = io.request.offset if io.request is not None else io.offset
+            what = "flush" if io.kind == "flush" else f"{io.kind} at {where}"
+            self._local_io_error(what)
         if io.kind == "app":
             assert io.request is not None
             if ok:
@@ -478,7 +694,8 @@ class ReplicaEngine:
         elif io.kind == "flush":
             assert io.flush is not None
             io.flush.local_done = True
-            if not ok:
+            if not ok and not io.flush.need_epoch:
+                # (with a barrier to wait for, the peer's stable copy answers for it)
                 self._flushes.remove(io.flush)
                 self._out.append(Complete(io.flush.handle, False, "local flush failed"))
             self._check_flushes()
@@ -489,9 +706,29 @@ class ReplicaEngine:
             self._rx_write_done(now, token, io.rx, ok)
         elif io.kind == "rxflush":
             self._rx_barrier_busy = False
-            if io.link is self._link:
+            if not ok:
+                # The epoch's writes may not be stable here: no ack; the peer's bitmap takes
+                # them when the connection goes.
+                self._local_io_error("flush of the peer's writes")
+                if io.link is self._link and self._link is not None:
+                    self._fail("local flush of the peer's writes failed")
+            elif io.link is self._link:
                 self._send(wire.BarrierAck(io.epoch, io.length))
             self._pump_rx()
+        elif io.kind == "appread":
+            self._count_read(ok, data)
+            if ok and len(data) == io.length:
+                self._out.append(Complete(io.handle, True, data=data))
+            elif not ok:
+                self._mark_dirty(io.offset, io.length)
+                self._do_read(io.handle, io.offset, io.length)  # from the peer, if it can
+            else:
+                self._out.append(Complete(io.handle, False, "short read from the local disk"))
+        elif io.kind == "dread":
+            self._count_read(ok, data)
+            if io.link is self._link:
+                good = ok and len(data) == io.length
+                self._send(wire.DataReply(io.ident, io.offset, good, data if good else b""))
         elif io.kind == "rsread":
             self._count_read(ok, data)
             self._resync_read_done(token, io.offset, io.length, ok, data)
@@ -527,7 +764,7 @@ class ReplicaEngine:
             if self._ko_expired(now):
                 return self._flush_out()
         # An epoch left open forever would keep its writes in the transfer log.
-        if self._mirroring and self._epoch_writes:
+        if self._linked_up and self._epoch_writes:
             self._close_epoch()
         if self.cstate is ConnState.SYNC_TARGET:
             self._request_resync(now)
@@ -551,30 +788,257 @@ class ReplicaEngine:
         self._send_state()
         return self._flush_out()
 
-    def promote(self, now: float) -> list[Effect]:
+    def promote(self, now: float, *, force: bool = False) -> list[Effect]:
+        """Become Primary. With `fencing` set and the peer's disk DUnknown (disconnected, not
+        known Outdated), the fence-peer handler runs first and the node becomes Primary only
+        when it succeeds (DRBD 8.4's drbd_set_role and conn_try_outdate_peer): the effects
+        then include RunHandler("fence-peer") and `promote_pending` is true until
+        `handler_done` brings the result; `promote_error` says why a promotion that waited
+        failed. `force` (primary --force) does not wait for the peer to be fenced."""
         self._clock(now)
+        if self._promote_pending:
+            return self._flush_out()  # already waiting for fence-peer
+        self.promote_error = ""
+        fence = not force and self.role is not Role.PRIMARY and self._needs_fence
+        self._promote_checks(consistent_ok=fence)
+        if force and self.role is not Role.PRIMARY and self._needs_fence:
+            # DRBD 8.4 ends a forced promotion with the peer's disk Outdated ("forced into
+            # split brain situation"): nothing freezes I/O or asks fence-peer afterwards.
+            self.peer_disk = DiskState.OUTDATED
+            self._log("forced Primary: the peer's disk is taken as Outdated", "warning")
+        if fence:
+            if not self.handlers.fence_peer:
+                raise EngineError(
+                    f"the peer's disk is DUnknown and fencing is {self.disk.fencing}, but no "
+                    "fence-peer handler is configured to outdate it (primary --force skips this)"
+                )
+            self._promote_pending = True
+            self._log("promotion waits for fence-peer: the peer's disk is DUnknown")
+            self._start_fence("promotion while the peer's disk is DUnknown")
+            return self._flush_out()
+        self._become_primary()
+        return self._flush_out()
+
+    @property
+    def promote_pending(self) -> bool:
+        """A promotion waits for the fence-peer handler's result."""
+        return self._promote_pending
+
+    @property
+    def _needs_fence(self) -> bool:
+        """Promotion must outdate the peer first: fencing is on, and the peer (not connected)
+        is not known to be Outdated or Inconsistent."""
+        return (
+            self.disk.fencing != "dont-care"
+            and self._link is None
+            and self.peer_disk is DiskState.UNKNOWN
+        )
+
+    def _promote_checks(self, *, consistent_ok: bool = False) -> None:
         if self.peer_role is Role.PRIMARY and not self.net.allow_two_primaries:
             raise EngineError("the peer is Primary and allow-two-primaries is off")
-        if self.disk_state is not DiskState.UP_TO_DATE:
+        usable = (DiskState.UP_TO_DATE, DiskState.CONSISTENT) if consistent_ok else ()
+        if self.disk_state is DiskState.DISKLESS:
+            # DRBD: a Diskless node may be Primary only with access to UpToDate data.
+            if not self._peer_serves:
+                raise EngineError("disk is Diskless and no UpToDate peer is connected")
+        elif self.disk_state is not DiskState.UP_TO_DATE and self.disk_state not in usable:
             raise EngineError(f"disk is {self.disk_state.literal}, not UpToDate")
         if self._handshaking and self.role is not Role.PRIMARY:
             # The Hello already told the peer "Secondary": becoming Primary now could make
             # this side the target of a resync it announced it could take. DRBD's answer:
             raise EngineError("in transient state (connect handshake), retry when it is done")
+
+    def _become_primary(self) -> None:
         self.role = Role.PRIMARY
-        if not self._mirroring:
+        if self.disk_state is DiskState.DISKLESS:
+            pass  # no data of its own: the peer's disk holds every write
+        elif not self._mirroring:
             # Writes from now on diverge from the peer: a new data generation.
             self.generations = on_primary_without_peer(self.generations, self.rng)
         self._send_state()
-        return self._flush_out()
+        self._note_peer_diskless()
 
     def demote(self, now: float) -> list[Effect]:
         self._clock(now)
-        if self._requests or self._flushes or self._held:
+        if self._requests or self._flushes or self._held or self._peer_reads:
             raise EngineError("application requests are still in flight")
+        self._promote_pending = False  # a promotion waiting for fence-peer is called off
         self.role = Role.SECONDARY
         self._send_state()
         return self._flush_out()
+
+    # --- fencing and handlers ------------------------------------------------------------
+
+    def handler_done(self, now: float, name: str, exit_code: int | None) -> list[Effect]:
+        """A handler this engine asked for (RunHandler) finished with `exit_code`; None: it
+        could not be started, or was killed at its timeout (a failure). The engine acts on
+        fence-peer, before-resync-target and before-resync-source; other names, and results
+        nobody waits for any more (the connection they were for is gone), are ignored."""
+        self._clock(now)
+        if name == "fence-peer":
+            self._fence_done(exit_code)
+        elif name in ("before-resync-target", "before-resync-source"):
+            self._gate_done(name, exit_code)
+        return self._flush_out()
+
+    def resume_io(self, now: float) -> list[Effect]:
+        """`drbdadm resume-io`: the operator resumes application I/O frozen by fencing
+        resource-and-stonith (having made sure by hand that the peer cannot be promoted).
+        Nothing to do when I/O is not suspended."""
+        self._clock(now)
+        if self._susp_fen:
+            self._resume("resume-io by the operator")
+        return self._flush_out()
+
+    @property
+    def suspended(self) -> list[str]:
+        """Why application I/O is suspended (DRBD's reasons): ["fencing"] or []."""
+        return ["fencing"] if self._susp_fen else []
+
+    def _start_fence(self, why: str) -> None:
+        if self._fencing:
+            return  # one run at a time; its result serves every reason
+        if not self.handlers.fence_peer:
+            self._log(
+                f"fencing {self.disk.fencing}: {why}, but no fence-peer handler is configured:"
+                " the peer cannot be outdated",
+                "error",
+            )
+            self._fence_outcome(False, "no fence-peer handler configured")
+            return
+        self._fencing = True
+        self._log(f"running fence-peer: {why}")
+        self._out.append(RunHandler("fence-peer"))
+
+    def _fence_done(self, code: int | None) -> None:
+        if not self._fencing:
+            return  # not asked for by this engine (another volume's run), or stale
+        self._fencing = False
+        shown = (
+            "did not finish (not started, or killed at its timeout)"
+            if code is None
+            else f"exited {code}"
+        )
+        if self._link is not None:
+            # DRBD applies the result only while still disconnected.
+            self._log(f"fence-peer {shown}; the peer connected again meanwhile: not applied")
+            if self._promote_pending:
+                self._try_pending_promote()
+            return
+        what = ""
+        if code == FENCE_PEER_INCONSISTENT:
+            what = "the peer's disk is Inconsistent or worse"
+            self.peer_disk = DiskState.INCONSISTENT
+        elif code == FENCE_PEER_OUTDATED:
+            what = "the peer was fenced (Outdated)"
+            self.peer_disk = DiskState.OUTDATED
+        elif code == FENCE_PEER_UNREACHABLE:
+            if self.disk_state is DiskState.UP_TO_DATE:
+                what = "the peer is unreachable, assumed to be dead"
+                self.peer_disk = DiskState.OUTDATED
+            else:
+                what = (
+                    f"the peer is unreachable; nothing done, this disk is "
+                    f"{self.disk_state.literal}, not UpToDate"
+                )
+        elif code == FENCE_PEER_PRIMARY:
+            what = "the peer is Primary"
+            if self.role is Role.SECONDARY and self.disk_state in (
+                DiskState.UP_TO_DATE,
+                DiskState.CONSISTENT,
+            ):
+                self.disk_state = DiskState.OUTDATED
+                self._log("the peer is Primary: outdating this disk", "warning")
+            else:
+                self._log("the peer is Primary and so is this node: refusing", "error")
+        elif code == FENCE_PEER_STONITHED:
+            if self.disk.fencing != "resource-and-stonith":
+                self._log(
+                    "fence-peer returned 7 (STONITH) but fencing is not resource-and-stonith",
+                    "error",
+                )
+            what = "the peer was STONITHed"
+            self.peer_disk = DiskState.OUTDATED
+        else:
+            self._log(f"fence-peer handler broken: {shown}", "error")
+            self._fence_outcome(False, f"the fence-peer handler {shown}")
+            return
+        self._log(f"fence-peer {shown}: {what}")
+        ok = self.peer_disk in (DiskState.OUTDATED, DiskState.INCONSISTENT)
+        self._fence_outcome(ok, f"fence-peer {shown} ({what})")
+
+    def _fence_outcome(self, ok: bool, why: str) -> None:
+        if ok:
+            if self._susp_fen:
+                self._resume("the peer is fenced")
+            if self._promote_pending:
+                if self.disk_state is DiskState.CONSISTENT:
+                    self.disk_state = DiskState.UP_TO_DATE
+                    self._log("the peer is outdated: this Consistent disk is UpToDate")
+                self._try_pending_promote()
+            return
+        if self._susp_fen:
+            self._log(
+                "I/O stays suspended until fence-peer succeeds or `resume-io` (fencing "
+                "resource-and-stonith)",
+                "error",
+            )
+        if self._promote_pending:
+            self._promote_pending = False
+            self.promote_error = f"{why}: the peer is not known to be outdated"
+            self._log(f"promotion refused: {self.promote_error}", "error")
+
+    def _try_pending_promote(self) -> None:
+        self._promote_pending = False
+        try:
+            self._promote_checks()
+        except EngineError as err:
+            self.promote_error = str(err)
+            self._log(f"promotion refused: {err}", "error")
+            return
+        self._become_primary()
+        self._log("Primary (the peer is fenced)")
+
+    def _resume(self, why: str) -> None:
+        """Thaw I/O frozen by fencing: the requests held since the connection went complete
+        (their blocks are in the bitmap), and new ones are issued (by _flush_out)."""
+        self._susp_fen = False
+        self._log(f"I/O resumed: {why}")
+        for req in list(self._requests.values()):
+            self._maybe_complete(req)
+        self._check_flushes()
+
+    def _open_resync_gate(self, role: str) -> None:
+        """A resync with this side as `role` was decided: run before-resync-target/-source
+        (when configured) and start the resync only when it exits 0 (DRBD 8.4)."""
+        name = "before-resync-target" if role == "sync-target" else "before-resync-source"
+        if not getattr(self.handlers, name.replace("-", "_")):
+            return
+        self._resync_gate = name
+        self._gate_link = self._link
+        self._gate_ready = False
+        self._out.append(RunHandler(name))
+
+    def _gate_done(self, name: str, code: int | None) -> None:
+        if self._resync_gate != name or self._link is None or self._gate_link is not self._link:
+            return  # not waited for, or for a connection that is gone
+        ready = self._gate_ready
+        self._resync_gate, self._gate_link, self._gate_ready = "", None, False
+        shown = "did not finish" if code is None else f"exited {code}"
+        if name == "before-resync-source" and code == 3:
+            # DRBD 8.4 ignores 3 from this handler (userland tools older than the handler).
+            self._log(f"{name} handler exited 3: ignored")
+        elif code != 0:
+            self._log(f"{name} handler {shown}: dropping the connection", "error")
+            self._link_down(f"{name} handler {shown}", standalone=True)
+            return
+        if ready:
+            if name == "before-resync-target":
+                self._start_target()
+            else:
+                self._start_source()
+        self._pump_rx()
 
     # --- operator commands (drbdsetup's) -------------------------------------------------
 
@@ -587,6 +1051,8 @@ class ReplicaEngine:
         if self.role is Role.PRIMARY:
             # hastack serves reads from the local disk: a Primary must stay UpToDate.
             raise EngineError("invalidate refused: this node is Primary (demote it first)")
+        if self.disk_state is DiskState.DISKLESS:
+            raise EngineError("invalidate refused: Diskless (attach a disk first)")
         if self._link is None:
             self._invalidate_local()
             self._log("invalidated: Inconsistent, full sync when connected")
@@ -629,7 +1095,7 @@ class ReplicaEngine:
             raise EngineError(f"outdate refused: {self.cstate.value} is running")
         if self.disk_state is DiskState.OUTDATED:
             return self._flush_out()
-        if self.disk_state is not DiskState.UP_TO_DATE:
+        if self.disk_state not in (DiskState.UP_TO_DATE, DiskState.CONSISTENT):
             raise EngineError(
                 f"outdate refused: disk is {self.disk_state.literal}, lower than Outdated"
             )
@@ -745,6 +1211,7 @@ class ReplicaEngine:
             "cstate": self.cstate.value,
             "oos": self.bitmap.out_of_sync_kib(),
             "sync": self._sync_status(),
+            "suspended": self.suspended,
             "stats": {
                 "ns": self._counters["ns"] // 1024,
                 "nr": self._counters["nr"] // 1024,
@@ -755,7 +1222,10 @@ class ReplicaEngine:
                 "lo": len(self._io),
                 "pe": self._pending_on_peer(),
                 "ua": self._unacked_for_peer(),
-                "ap": len(self._requests) + len(self._flushes) + len(self._held),
+                "ap": len(self._requests)
+                + len(self._flushes)
+                + len(self._held)
+                + len(self._peer_reads),
                 "ep": len({r.epoch for r in self._tl.values()} | {self._epoch}),
             },
         }
@@ -788,7 +1258,7 @@ class ReplicaEngine:
     def _pending_on_peer(self) -> int:
         """/proc/drbd's pe: requests sent to the peer and not answered yet."""
         writes = sum(1 for r in self._requests.values() if r.mirrored and not r.peer_done)
-        return writes + len(self._requested) + len(self._verify_out)
+        return writes + len(self._requested) + len(self._verify_out) + len(self._peer_reads)
 
     def _unacked_for_peer(self) -> int:
         """/proc/drbd's ua: the peer's requests received here and not answered yet."""
@@ -812,16 +1282,29 @@ class ReplicaEngine:
         """Connected but the handshake has not decided yet: application requests wait."""
         return self._link is not None and self.cstate is ConnState.CONNECTING
 
+    @property
+    def _holding(self) -> bool:
+        """New application requests wait: the handshake is undecided, or I/O is suspended."""
+        return self._handshaking or self._susp_fen
+
     def _release_held(self) -> None:
-        while self._held and not self._handshaking:
+        while self._held and not self._holding:
             held = self._held.popleft()
             if held.flush:
                 self._do_flush(held.handle)
+            elif held.read:
+                self._do_read(held.handle, held.offset, held.read)
             else:
                 self._do_write(self._now, held.handle, held.offset, held.data, held.fua)
 
     def _do_write(self, now: float, handle: int, offset: int, data: bytes, fua: bool) -> None:
         mirrored = self._mirroring
+        local = self.disk_state is not DiskState.DISKLESS
+        if self.disk_state is not DiskState.UP_TO_DATE and not self._peer_serves:
+            # No UpToDate data reachable (Diskless, or an Inconsistent disk alone: a write
+            # kept there only would be overwritten by the resync that repairs the disk).
+            self._out.append(Complete(handle, False, self._no_data_error()))
+            return
         if mirrored and self._epoch_completed and self._epoch_writes:
             self._close_epoch()
         seq = self._next_seq
@@ -830,8 +1313,15 @@ class ReplicaEngine:
         self._requests[seq] = req
         self._mark_reads_stale(offset, len(data))
         self._verify_touch(offset, len(data))
-        token = self._token(_Io("app", request=req))
-        self._out.append(WriteLocal(token, offset, data, fua, handle=req.handle))
+        if self.cstate is ConnState.SYNC_TARGET and self._requested:
+            # A Primary SyncTarget: resync data already asked for may predate this write.
+            self._resync_stale.update(b for b in _blocks(offset, len(data)) if b in self._requested)
+        if local:
+            token = self._token(_Io("app", request=req))
+            self._out.append(WriteLocal(token, offset, data, fua, handle=req.handle))
+        else:
+            # Diskless: the peer's copy is the only one; its ack alone completes the write.
+            req.local_done, req.local_ok = True, False
         if mirrored:
             self._tl[seq] = req
             self._epoch_writes += 1
@@ -840,18 +1330,29 @@ class ReplicaEngine:
             self._send(wire.Data(offset, seq, self._epoch, flags, data, digest))
             self._counters["ns"] += len(data)
             if self.net.protocol == "A":
-                req.peer_done = True  # handed to the send path
+                req.peer_done = req.peer_ok = True  # handed to the send path
         else:
             self._mark_dirty(offset, len(data))
+        if not local:
+            self._maybe_complete(req)  # protocol A: done once sent
 
     def _do_flush(self, handle: int) -> None:
+        local = self.disk_state is not DiskState.DISKLESS
+        if self.disk_state is not DiskState.UP_TO_DATE and not self._peer_serves:
+            self._out.append(Complete(handle, False, self._no_data_error()))
+            return
         need = 0
-        if self._mirroring and self.net.protocol == "C":
+        if self._linked_up and (self.net.protocol == "C" or not local):
+            # Diskless, the peer's flush (its barrier ack) is the only one, whatever protocol.
             self._close_epoch()
             need = self._last_barrier
-        flush = _Flush(handle, need)
+        flush = _Flush(handle, need, local=local)
         self._flushes.append(flush)
-        self._out.append(FlushLocal(self._token(_Io("flush", flush=flush))))
+        if local:
+            self._out.append(FlushLocal(self._token(_Io("flush", flush=flush))))
+        else:
+            flush.local_done = True
+            self._check_flushes()
 
     def _ko_expired(self, now: float) -> bool:
         """ko-count: the peer left a write unanswered for timeout x ko-count: drop it."""
@@ -871,15 +1372,207 @@ class ReplicaEngine:
         return True
 
     @property
-    def _mirroring(self) -> bool:
+    def _linked_up(self) -> bool:
+        """The handshake is done and the peer takes application writes (or acks barriers)."""
         return self._link is not None and (
             self.cstate.replicating or self.cstate is ConnState.WF_BITMAP
         )
 
+    @property
+    def _mirroring(self) -> bool:
+        """Application writes go to the peer: linked up, and the peer has a disk."""
+        return self._linked_up and self.peer_disk is not DiskState.DISKLESS
+
+    @property
+    def _peer_serves(self) -> bool:
+        """The connected peer's UpToDate disk can serve this node's application I/O."""
+        return self._mirroring and self.peer_disk is DiskState.UP_TO_DATE
+
+    def _no_data_error(self) -> str:
+        return (
+            f"I/O error: disk is {self.disk_state.literal} and no UpToDate peer is connected "
+            f"({self.cstate.value}, peer disk {self.peer_disk.literal})"
+        )
+
+    def _do_read(self, handle: int, offset: int, length: int) -> None:
+        if self._local_readable(offset, length):
+            io = _Io("appread", offset=offset, length=length, handle=handle)
+            self._out.append(ReadLocal(self._token(io), offset, length))
+        elif self._peer_serves:
+            ident = self._next_read_id
+            self._next_read_id += 1
+            self._peer_reads[ident] = (handle, offset, length)
+            self._send(wire.DataRequest(ident, offset, length))
+        else:
+            self._out.append(Complete(handle, False, self._no_data_error()))
+
+    def _local_readable(self, offset: int, length: int) -> bool:
+        """The local disk holds good data for the range: UpToDate, or Inconsistent with none
+        of its blocks out of sync (DRBD's drbd_may_do_local_read)."""
+        if self.disk_state is DiskState.UP_TO_DATE:
+            return True
+        if self.disk_state is not DiskState.INCONSISTENT:
+            return False
+        return not any(self.bitmap.test(b) for b in _blocks(offset, length))
+
+    def _local_io_error(self, what: str, *, meta: bool = False) -> None:
+        """A local I/O failed: on-io-error, as DRBD 8.4's drbd_chk_io_error. pass_on: the disk
+        goes Inconsistent (the failed blocks are in the bitmap) and the request is retried
+        through the peer where it can be; call-local-io-error: the local-io-error handler
+        runs and the disk is detached; detach: the disk is detached and the volume goes on
+        Diskless. A meta-data error detaches under every policy."""
+        if self.disk_state is DiskState.DISKLESS:
+            return  # an I/O of a disk already let go of
+        policy = self.disk.on_io_error
+        self._log(f"local I/O error: {what} (on-io-error {policy})", "error")
+        if policy == "pass_on" and not meta:
+            if self.disk_state is not DiskState.INCONSISTENT:
+                self.disk_state = DiskState.INCONSISTENT
+                self._log("disk is Inconsistent after a local I/O error", "warning")
+                self._send_state()
+            return
+        if policy == "call-local-io-error":
+            self._out.append(RunHandler("local-io-error"))
+        self._begin_detach(f"local I/O error: {what}", failed=True)
+
+    def local_io_error(self, now: float, what: str, *, meta: bool = False) -> list[Effect]:
+        """The shell's own local I/O (an activity-log or meta-data write) failed."""
+        self._clock(now)
+        self._local_io_error(what, meta=meta)
+        return self._flush_out()
+
+    def _begin_detach(self, reason: str, *, failed: bool) -> None:
+        if self.disk_state is DiskState.DISKLESS:
+            return
+        if failed:
+            record = DiskState.INCONSISTENT
+        elif self.disk_state is DiskState.UP_TO_DATE and Role.PRIMARY in (
+            self.role,
+            self.peer_role,
+        ):
+            record = DiskState.OUTDATED  # a Primary goes on writing without this disk
+        else:
+            record = self.disk_state
+        self._detach_state = record
+        # Writes the peer has not confirmed stable: the disk's bitmap (written before it is
+        # closed) names them, so that the attach takes them from the peer again.
+        for req in self._tl.values():
+            self._mark_dirty(req.offset, req.length)
+        self.disk_state = DiskState.DISKLESS
+        # Requests not completed yet: the detached disk's copy is out of service, only the
+        # peer's can make them succeed (a write acknowledged now must be on a disk in use).
+        for req in self._requests.values():
+            req.voided = True
+        if self._flushes:
+            if self._linked_up:
+                self._close_epoch()
+            for flush in list(self._flushes):
+                flush.local = False
+                if self._linked_up:
+                    flush.need_epoch = max(flush.need_epoch, self._last_barrier)
+                else:
+                    self._flushes.remove(flush)
+                    self._out.append(Complete(flush.handle, False, self._no_data_error()))
+        self._log(f"detaching ({reason}): Diskless, the disk records {record.literal}", "warning")
+        self._out.append(DetachLocal(reason, clean=not failed))
+        if self._link is not None and (
+            self._handshaking or self.cstate in _BUSY or self.cstate is ConnState.WF_BITMAP
+        ):
+            self._fail(f"{reason} during {self.cstate.value}: connecting again Diskless")
+        else:
+            self._send_state()
+        self._pump_rx()  # the peer's queued writes are refused now (NegAck)
+
+    def _note_peer_diskless(self) -> None:
+        """DRBD's "lost contact to the peer's copy of the data": the peer has no disk and a
+        Primary may write, so this UpToDate disk starts a new data generation (the old one
+        becomes the bitmap's). The peer's disk, attached again, is then the sync target of
+        exactly the blocks written meanwhile, all of which go to this bitmap."""
+        if (
+            self._link is not None
+            and self.peer_disk is DiskState.DISKLESS
+            and self.disk_state is DiskState.UP_TO_DATE
+            and Role.PRIMARY in (self.role, self.peer_role)
+            and not self.generations.bitmap
+        ):
+            self.generations = new_current(
+                self.generations, self.rng, primary=self.role is Role.PRIMARY
+            )
+            self._log(f"the peer is Diskless: new current UUID {self.generations}")
+
+    def _reset_handshake(self, link: _Link) -> None:
+        """Say Hello again on a live link (a disk was attached): the handshake decides anew;
+        application requests wait meanwhile, as on a new connection."""
+        link.hello_sent = None
+        link.peer_hello = None
+        link.peer_bitmap_runs = []
+        link.peer_bitmap_done = False
+        link.sync_uuid_received = False
+        link.renegotiating = True
+        link.made_at = self._now
+        self.cstate = ConnState.CONNECTING
+
+    def _receive_data_request(self, msg: wire.DataRequest) -> None:
+        if msg.length <= 0 or msg.length > MAX_PEER_READ or msg.offset + msg.length > self.size:
+            self._fail(f"bad data request [{msg.offset}, +{msg.length})")
+            return
+        self._rx_queue.append(_RxRead(msg.offset, msg.length, self._link, ident=msg.id))
+        self._pump_rx()
+
+    def _receive_data_reply(self, msg: wire.DataReply) -> None:
+        entry = self._peer_reads.pop(msg.id, None)
+        if entry is None:
+            self._fail(f"data reply {msg.id} answers no request")
+            return
+        handle, offset, length = entry
+        if msg.ok and msg.offset == offset and len(msg.payload) == length:
+            self._counters["nr"] += length
+            self._out.append(Complete(handle, True, data=msg.payload))
+        else:
+            self._out.append(Complete(handle, False, "I/O error: the peer could not read it"))
+
+    def _rx_write_pending(self, offset: int, length: int) -> bool:
+        """A write of the peer's to the range is queued or in flight here."""
+        return any(
+            isinstance(item, _RxWrite) and _overlap(offset, length, item.offset, len(item.data))
+            for item in (*self._rx_queue, *self._rx_inflight.values())
+        )
+
+    def _issue_rx_read(self, item: _RxRead) -> None:
+        if item.link is not self._link:
+            return
+        if item.ident is None:  # a resync read that waited for the peer's write
+            if self.cstate is ConnState.SYNC_SOURCE:
+                self._issue_read(item.offset, item.length, item.digest)
+            return
+        if self.disk_state is not DiskState.UP_TO_DATE:
+            self._send(wire.DataReply(item.ident, item.offset, False))
+            return
+        io = _Io("dread", offset=item.offset, length=item.length, link=item.link, ident=item.ident)
+        self._out.append(ReadLocal(self._token(io), item.offset, item.length))
+
+    def _drop_rx_write(self, item: _RxWrite) -> None:
+        """A peer's write not to be written here: Diskless (NegAck: the peer marks it), or
+        resync data that predates an application write since (asked for again)."""
+        if item.link is not self._link:
+            return
+        if item.resync:
+            self._resync_discard(item.offset, len(item.data))
+        elif item.seq is not None:
+            self._send(wire.NegAck(item.seq))
+
+    def _resync_discard(self, offset: int, length: int) -> None:
+        block = offset // BLOCK_SIZE
+        self._requested.discard(block)
+        self._resync_stale.discard(block)
+        if self.cstate is ConnState.SYNC_TARGET:
+            self._todo.appendleft((block, block + 1))  # its bit is still set: asked again
+        self._send(wire.ResyncAck(offset, length, False))
+
     def _flush_out(self) -> list[Effect]:
         # Every event ends here: requests held for the handshake go as soon as it decided
         # (whichever way: mirrored, or local-only and in the bitmap).
-        if self._held and not self._handshaking:
+        if self._held and not self._holding:
             self._release_held()
         out, self._out = self._out, []
         return out
@@ -930,8 +1623,32 @@ class ReplicaEngine:
         if standalone:
             # Refused (split brain, authentication, ...): no reconnecting until `connect`.
             self._stay_standalone = True
-        self.peer_disk = DiskState.UNKNOWN
+        if self.peer_disk not in (DiskState.OUTDATED, DiskState.INCONSISTENT):
+            # DRBD keeps a peer disk known Outdated/Inconsistent: it cannot be promoted.
+            self.peer_disk = DiskState.UNKNOWN
         self.peer_role = None
+        self._resync_gate, self._gate_link, self._gate_ready = "", None, False
+        fencing = self.disk.fencing
+        if (
+            self.role is Role.PRIMARY
+            and fencing != "dont-care"
+            and self.peer_disk is DiskState.UNKNOWN
+        ):
+            # The peer may be promoted with older data: outdate it (fence-peer). With
+            # resource-and-stonith nothing completes until it is -- the requests in flight
+            # below included.
+            # (Not again for a connection that never got past its handshake: DRBD freezes on
+            # entering "Primary without its peer", and resume-io is the operator's word.)
+            if (
+                fencing == "resource-and-stonith"
+                and not self._susp_fen
+                and was is not ConnState.CONNECTING
+            ):
+                self._susp_fen = True
+                self._log(
+                    "I/O suspended until fence-peer succeeds (resource-and-stonith)", "warning"
+                )
+            self._start_fence(f"the connection to the peer was lost ({reason})")
         # Every write the peer has not confirmed stable (its barrier was not acked) may be
         # missing there: the bitmap takes it over, and the next resync copies exactly these.
         unconfirmed = list(self._tl.values())
@@ -952,6 +1669,13 @@ class ReplicaEngine:
             if isinstance(item, _RxWrite):
                 self._mark_dirty(item.offset, len(item.data))
         self._rx_queue.clear()
+        for flush in [f for f in self._flushes if not f.local]:
+            self._flushes.remove(flush)  # Diskless: no copy left to be stable on
+            self._out.append(Complete(flush.handle, False, "I/O error: the peer is gone"))
+        reads, self._peer_reads = self._peer_reads, {}
+        for handle, _, _ in reads.values():
+            self._out.append(Complete(handle, False, "I/O error: the peer is gone"))
+        self._resync_stale.clear()
         for flush in self._flushes:
             flush.need_epoch = 0
         self._check_flushes()
@@ -965,6 +1689,9 @@ class ReplicaEngine:
         if self._pending_start:
             self._log("operator command abandoned: the connection went down", "warning")
         self._pending_start = 0
+        if self._resize_pending is not None:
+            self.resize_result = (False, "the connection went down before the peer answered")
+        self._resize_pending = self._resize_asked = None
         self._verify_out.clear()
         if was in (ConnState.VERIFY_S, ConnState.VERIFY_T):
             self._log(
@@ -972,12 +1699,18 @@ class ReplicaEngine:
                 f"{self._verify_oos} out of sync so far",
                 "warning",
             )
-        if self.role is Role.PRIMARY and was is not ConnState.CONNECTING:
+        if (
+            self.role is Role.PRIMARY
+            and was is not ConnState.CONNECTING
+            and self.disk_state is not DiskState.DISKLESS
+        ):
             self.generations = on_primary_without_peer(self.generations, self.rng)
 
-    def _send_hello(self) -> None:
+    def _send_hello(self, *, renegotiate: bool = False) -> None:
         assert self._link is not None
         flags = wire.HELLO_DISCARD_MY_DATA if self.discard_my_data else 0
+        if renegotiate:
+            flags |= wire.HELLO_RENEGOTIATE
         if self.crashed_primary:
             flags |= wire.HELLO_CRASHED_PRIMARY
         gens = self.generations
@@ -1008,8 +1741,16 @@ class ReplicaEngine:
             return
         if isinstance(msg, wire.Hello):
             self._receive_hello(msg)
-        elif link.peer_hello is None and not isinstance(msg, wire.Disconnect):
+        elif (
+            link.peer_hello is None
+            and not link.renegotiating
+            and not isinstance(msg, wire.Disconnect)
+        ):
             self._fail(f"peer sent {type(msg).__name__} before Hello")
+        elif isinstance(msg, wire.DataRequest):
+            self._receive_data_request(msg)
+        elif isinstance(msg, wire.DataReply):
+            self._receive_data_reply(msg)
         elif isinstance(msg, wire.Data):
             self._receive_data(msg)
         elif isinstance(msg, wire.RecvAck | wire.WriteAck | wire.NegAck):
@@ -1055,10 +1796,15 @@ class ReplicaEngine:
             link.ping_outstanding = None
         elif isinstance(msg, wire.StateChange):
             self.peer_role, self.peer_disk = msg.role, msg.disk
+            self._note_peer_diskless()
             if msg.disk is DiskState.UP_TO_DATE:
                 self._check_source_done()
         elif isinstance(msg, wire.Disconnect):
             self._link_down(f"peer refused: {msg.reason}", standalone=True)
+        elif isinstance(msg, wire.ResizeRequest):
+            self._receive_resize_request(msg)
+        elif isinstance(msg, wire.ResizeReply):
+            self._receive_resize_reply(msg)
 
     def _receive_auth(self, msg: wire.AuthChallenge | wire.AuthResponse) -> None:
         link = self._link
@@ -1086,8 +1832,14 @@ class ReplicaEngine:
         link = self._link
         assert link is not None and link.hello_sent is not None
         if link.peer_hello is not None:
-            self._fail("peer sent a second Hello")
-            return
+            if not (peer.flags & wire.HELLO_RENEGOTIATE and self.cstate is ConnState.CONNECTED):
+                self._fail("peer sent a second Hello")
+                return
+            # The peer attached its disk: both sides say Hello again and decide afresh.
+            self._log("the peer attached its disk: handshake again")
+            self._reset_handshake(link)
+            self._send_hello()
+            assert link.hello_sent is not None
         if peer.version != wire.PROTOCOL_VERSION:
             self._refuse(f"peer speaks protocol {peer.version}, this side {wire.PROTOCOL_VERSION}")
             return
@@ -1097,7 +1849,17 @@ class ReplicaEngine:
         link.peer_hello = peer
         self.peer_role, self.peer_disk = peer.role, peer.disk
         self.peer_changed_blocks = peer.dirty
+        link.renegotiating = False
         mine = link.hello_sent
+        if DiskState.DISKLESS in (mine.disk, peer.disk):
+            # One side has no data to compare: nothing to resync. This side's disk (if any)
+            # records from now on what the Diskless peer misses.
+            self.cstate = ConnState.CONNECTED
+            self._log("handshake: connected: a side is Diskless, no resync")
+            self._note_peer_diskless()
+            if self._susp_fen:
+                self._resume("the peer connected again")
+            return
         peer_gens = Generations(peer.current, peer.bitmap, peer.history)
         local = NodeState(
             name=self.node,
@@ -1127,6 +1889,10 @@ class ReplicaEngine:
         if decision.action == "disconnect":
             self._refuse(decision.reason)
             return
+        if self._susp_fen:
+            # The peer is back and not promoted (it connected as it was): its missing writes
+            # are in this side's bitmap and reach it by the resync (DRBD resends them).
+            self._resume("the peer connected again")
         # The handshake accounted for a crash as Primary (its activity-log extents are in the
         # bitmap exchanged now, or under a new sync identifier): the mark has done its job.
         self.crashed_primary = False
@@ -1137,8 +1903,9 @@ class ReplicaEngine:
                 self._log(
                     f"no resync, but {mine.dirty}+{peer.dirty} bits in the bitmaps", "warning"
                 )
-            if self.disk_state is DiskState.OUTDATED and peer.disk is DiskState.UP_TO_DATE:
-                # Same generation as an UpToDate peer and nothing to resync: the same data.
+            if self.disk_state in (DiskState.OUTDATED, DiskState.CONSISTENT):
+                # Same generation as the peer and nothing to resync: the same data, which is
+                # as new as any there is (DRBD: Consistent and Outdated vanish when connected).
                 self.disk_state = DiskState.UP_TO_DATE
                 self._send_state()
             return
@@ -1148,6 +1915,7 @@ class ReplicaEngine:
             self.bitmap.set_all()
         self.cstate = ConnState.WF_BITMAP
         self._sync_role = decision.action
+        self._open_resync_gate(decision.action)
         self._send_bitmap()
 
     def _send_bitmap(self) -> None:
@@ -1172,15 +1940,26 @@ class ReplicaEngine:
         link.peer_bitmap_runs = []
         link.peer_bitmap_done = True
         if self._sync_role == "sync-source":
-            self.generations, uuid = start_sync_source(self.generations, self.rng)
-            self._send(wire.SyncUuid(uuid))
-            self.cstate = ConnState.SYNC_SOURCE
-            self.peer_disk = DiskState.INCONSISTENT
-            self._progress = SyncProgress(self.cstate.value, self.bitmap.count(), self._now)
-            self._log(f"resync started as source: {self.bitmap.count()} blocks")
-            self._check_source_done()
+            self._start_source()
         elif link.sync_uuid_received:
             self._start_target()
+
+    def _start_source(self) -> None:
+        if self._resync_gate == "before-resync-source":
+            self._gate_ready = True  # started when the handler exits 0
+            return
+        self.generations, uuid = start_sync_source(self.generations, self.rng)
+        self._send(wire.SyncUuid(uuid))
+        self.cstate = ConnState.SYNC_SOURCE
+        self.peer_disk = DiskState.INCONSISTENT
+        if self.disk_state in (DiskState.CONSISTENT, DiskState.OUTDATED):
+            # The handshake found this side's data the newest: a SyncSource is UpToDate.
+            self._log(f"disk {self.disk_state.literal} -> UpToDate (SyncSource)")
+            self.disk_state = DiskState.UP_TO_DATE
+            self._send_state()
+        self._progress = SyncProgress(self.cstate.value, self.bitmap.count(), self._now)
+        self._log(f"resync started as source: {self.bitmap.count()} blocks")
+        self._check_source_done()
 
     def _receive_sync_uuid(self, now: float, uuid: int) -> None:
         link = self._link
@@ -1197,6 +1976,9 @@ class ReplicaEngine:
             self._start_target()
 
     def _start_target(self) -> None:
+        if self._resync_gate == "before-resync-target":
+            self._gate_ready = True  # started when the handler exits 0
+            return
         self.cstate = ConnState.SYNC_TARGET
         self.disk_state = DiskState.INCONSISTENT
         self._todo = deque(self.bitmap.runs())
@@ -1231,15 +2013,27 @@ class ReplicaEngine:
             return
         if req.mirrored and not req.peer_done:
             return
+        if self._susp_fen:
+            return  # frozen: completed when fence-peer succeeds or resume-io
         req.completed = True
         del self._requests[req.seq]
         if req.epoch == self._epoch:
             self._epoch_completed = True
-        self._out.append(Complete(req.handle, req.local_ok, "" if req.local_ok else "I/O error"))
+        # DRBD's rule: a write succeeds if either copy was written (a failed local write is in
+        # the bitmap; a Diskless node has only the peer's copy).
+        ok = (req.local_ok and not req.voided) or (req.mirrored and req.peer_ok)
+        self._out.append(Complete(req.handle, ok, "" if ok else "I/O error"))
         if req.seq not in self._tl:
             self._out.append(Released(req.handle))
 
     def _receive_ack(self, msg: wire.RecvAck | wire.WriteAck | wire.NegAck) -> None:
+        if isinstance(msg, wire.NegAck):
+            # The peer did not write it (its disk failed, or it has none): the bitmap takes
+            # it -- also when the write already completed (protocols A and B), while the
+            # transfer log still names it.
+            sent = self._requests.get(msg.seq) or self._tl.get(msg.seq)
+            if sent is not None:
+                self._mark_dirty(sent.offset, sent.length)
         req = self._requests.get(msg.seq)
         if req is None:
             return  # already complete (e.g. a B ack after protocol A completion)
@@ -1250,7 +2044,7 @@ class ReplicaEngine:
             # Only the ack this protocol waits for completes a write; any other is ignored.
             wanted = wire.RecvAck if self.net.protocol == "B" else wire.WriteAck
             if isinstance(msg, wanted) and self.net.protocol != "A":
-                req.peer_done = True
+                req.peer_done = req.peer_ok = True
         self._maybe_complete(req)
 
     def _receive_barrier_ack(self, epoch: int) -> None:
@@ -1262,6 +2056,8 @@ class ReplicaEngine:
         self._check_flushes()
 
     def _check_flushes(self) -> None:
+        if self._susp_fen:
+            return
         for flush in list(self._flushes):
             if flush.local_done and flush.need_epoch <= self._barrier_acked:
                 self._flushes.remove(flush)
@@ -1274,6 +2070,9 @@ class ReplicaEngine:
             self._fail(f"data integrity digest mismatch on write {msg.seq}")
             return
         self._counters["nr"] += len(msg.payload)
+        if self.peer_disk is DiskState.DISKLESS:
+            # The peer has no disk: this is the only copy (DRBD marks it out of sync).
+            self._mark_dirty(msg.offset, len(msg.payload))
         self._verify_touch(msg.offset, len(msg.payload))
         if self.net.protocol == "B":
             self._send(wire.RecvAck(msg.seq))
@@ -1293,12 +2092,21 @@ class ReplicaEngine:
         then flushes; nothing after it is issued until that flush is done, so no write of epoch
         N+1 can be stable before all of epoch N. A write overlapping one in flight waits too,
         as the disk may reorder concurrent writes."""
+        if self._resync_gate == "before-resync-target":
+            return  # this disk is left as it is until the handler (a snapshot, say) is done
         queue = self._rx_queue
         while queue and not self._rx_barrier_busy:
             item = queue[0]
             if isinstance(item, _RxBarrier):
                 if self._rx_inflight:
                     return
+                if self.disk_state is DiskState.DISKLESS:
+                    if self._local_open:
+                        return  # the shell's close of the disk flushes it: ack after that
+                    queue.popleft()
+                    if item.link is self._link:
+                        self._send(wire.BarrierAck(item.epoch, item.writes))
+                    continue
                 queue.popleft()
                 if not self.disk.disk_flushes:
                     # `disk-flushes no` (a battery-backed cache): draining the epoch's writes
@@ -1310,7 +2118,14 @@ class ReplicaEngine:
                 io = _Io("rxflush", epoch=item.epoch, length=item.writes, link=item.link)
                 self._out.append(FlushLocal(self._token(io)))
                 return
-            length = item.length if isinstance(item, _RxVerify) else len(item.data)
+            if isinstance(item, _RxWrite) and (
+                self.disk_state is DiskState.DISKLESS
+                or (item.resync and item.offset // BLOCK_SIZE in self._resync_stale)
+            ):
+                queue.popleft()
+                self._drop_rx_write(item)
+                continue
+            length = item.length if isinstance(item, _RxVerify | _RxRead) else len(item.data)
             if any(
                 _overlap(item.offset, length, w.offset, len(w.data))
                 for w in self._rx_inflight.values()
@@ -1320,6 +2135,9 @@ class ReplicaEngine:
             if isinstance(item, _RxVerify):
                 io = _Io("vread", offset=item.offset, length=item.length, link=item.link)
                 self._out.append(ReadLocal(self._token(io), item.offset, item.length))
+                continue
+            if isinstance(item, _RxRead):
+                self._issue_rx_read(item)
                 continue
             token = self._token(_Io("rx", rx=item))
             self._rx_inflight[token] = item
@@ -1333,6 +2151,7 @@ class ReplicaEngine:
             self._resync_write_done(now, item, ok)
         elif item.seq is not None:
             if not ok:
+                self._mark_dirty(item.offset, len(item.data))  # this copy lacks it
                 self._send(wire.NegAck(item.seq))
             elif self.net.protocol == "C":
                 self._send(wire.WriteAck(item.seq))
@@ -1425,6 +2244,7 @@ class ReplicaEngine:
         self._sync_role = role
         self.cstate = ConnState.WF_BITMAP
         self._log(f"full sync as {role.removeprefix('sync-')} (operator command)")
+        self._open_resync_gate(role)
         self._send_bitmap()
 
     def _skip_sync_done(self) -> None:
@@ -1648,6 +2468,10 @@ class ReplicaEngine:
         if self.cstate is not ConnState.SYNC_TARGET or block not in self._requested:
             self._fail(f"unrequested resync answer at {msg.offset}")
             return
+        if block in self._resync_stale:
+            self._resync_discard(msg.offset, msg.length)
+            self._request_resync(now)
+            return
         self.stats["resync_blocks_equal"] += 1
         if self._pacer is not None:
             self._pacer.received(msg.length)
@@ -1662,6 +2486,9 @@ class ReplicaEngine:
         if self.cstate is not ConnState.SYNC_TARGET or block not in self._requested:
             self._fail(f"unrequested resync data at {msg.offset}")
             return
+        if block in self._resync_stale:
+            self._resync_discard(msg.offset, len(msg.payload))
+            return
         self.stats["resync_blocks_received"] += 1
         self._counters["nr"] += len(msg.payload)
         if self._pacer is not None:
@@ -1672,6 +2499,7 @@ class ReplicaEngine:
     def _resync_write_done(self, now: float, item: _RxWrite, ok: bool) -> None:
         block = item.offset // BLOCK_SIZE
         self._requested.discard(block)
+        self._resync_stale.discard(block)  # written before any later application write
         if ok:
             self.bitmap.clear(block)
         self._send(wire.ResyncAck(item.offset, len(item.data), ok))
@@ -1693,6 +2521,8 @@ class ReplicaEngine:
         self.peer_disk = DiskState.UP_TO_DATE
         self.cstate = ConnState.CONNECTED
         self._log("resync finished: UpToDate")
+        if self.handlers.after_resync_target:
+            self._out.append(RunHandler("after-resync-target"))
         # The source finishes on this, not on its own bitmap running empty: only now is it
         # known that the target holds the sync UUID, so both sides' identifiers move together.
         self._send_state()
@@ -1704,6 +2534,11 @@ class ReplicaEngine:
     ) -> None:
         if self.cstate is not ConnState.SYNC_SOURCE or length <= 0 or offset + length > self.size:
             self._fail(f"bad resync request [{offset}, +{length}) in {self.cstate.value}")
+            return
+        if self._rx_write_pending(offset, length):
+            # The peer (a Primary SyncTarget) wrote the block before asking: read after it.
+            self._rx_queue.append(_RxRead(offset, length, self._link, digest=digest))
+            self._pump_rx()
             return
         self._issue_read(offset, length, digest)
 
@@ -1780,6 +2615,10 @@ class ReplicaEngine:
             self.cstate = ConnState.CONNECTED
             self.peer_disk = DiskState.UP_TO_DATE
             self._log("resync finished as source")
+            if self.disk.fencing != "dont-care" and self.handlers.unfence_peer:
+                # DRBD 8.4 (8.4.x later releases): the SyncSource unfences its peer once it
+                # is back in sync (the shell checks every volume is UpToDate on both sides).
+                self._out.append(RunHandler("unfence-peer"))
 
     # For tests and status: blocks the target still has to fetch.
     def pending_resync(self) -> Iterator[int]:

@@ -336,12 +336,22 @@ class Metadata:
         if len(area) < BITMAP_OFFSET:
             raise MetadataFieldError(f"meta-data area of {len(area)} bytes is truncated")
         sb = Superblock.decode(area[:SUPERBLOCK_SIZE])
-        if sb.data_sectors != layout.data_sectors:
+        if sb.data_sectors > layout.data_sectors:
             raise MetadataFieldError(
-                f"meta-data is for {sb.data_sectors} data sectors, the device has "
-                f"{layout.data_sectors} (resized without `resize`?)"
+                f"meta-data is for {sb.data_sectors} data sectors, the device has room for "
+                f"{layout.data_sectors} (shrunk, or a smaller `size`, without `resize`?)"
             )
+        # The superblock's size is the size last agreed with the peer (DRBD's la-size-sect):
+        # a device with more room (grown, or the peer's is smaller) keeps it until `resize`.
+        layout = replace(layout, data_sectors=sb.data_sectors)
         nbits = bits_for_sectors(sb.data_sectors)
+        if sb.flags & MdFlags.FULL_SYNC:
+            # Every block will be resynchronised: the bitmap is not needed, and may be
+            # half-written (a `resize` interrupted while it moved it; see resize.py). The log
+            # is kept as it is: its torn or foreign slots are skipped when it is replayed.
+            full = Bitmap(nbits)
+            full.set_all()
+            return cls(layout, sb, bytes(area[AL_OFFSET:BITMAP_OFFSET]), full)
         bm_bytes = area[BITMAP_OFFSET : BITMAP_OFFSET + byte_length(nbits)]
         try:
             bitmap = Bitmap.from_bytes(bytes(bm_bytes), nbits)

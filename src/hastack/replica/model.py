@@ -79,7 +79,9 @@ class Option:
 @dataclass(frozen=True)
 class Disk:
     size: int = 0  # sectors; 0: all of the backing device
-    on_io_error: Literal["pass_on", "call-local-io-error", "detach"] = "pass_on"
+    # DRBD 8.4's default (8.3 had pass_on): a failing disk is let go of, the volume goes on
+    # Diskless through the peer.
+    on_io_error: Literal["pass_on", "call-local-io-error", "detach"] = "detach"
     fencing: Literal["dont-care", "resource-only", "resource-and-stonith"] = "dont-care"
     disk_barrier: bool = False
     disk_flushes: bool = True

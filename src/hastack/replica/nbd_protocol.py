@@ -425,7 +425,9 @@ class ServerConnection:
         return len(self._buf) - self._pos
 
     def _take(self, n: int) -> bytes:
-        data = bytes(self._buf[self._pos : self._pos + n])
+        # Through a memoryview: one copy (a bytearray slice would copy twice).
+        with memoryview(self._buf) as view:
+            data = bytes(view[self._pos : self._pos + n])
         self._pos += n
         return data
 

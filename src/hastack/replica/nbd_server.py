@@ -78,6 +78,18 @@ class Backend(Protocol):
     ) -> None: ...
 
 
+WriteDone = Callable[[OSError | None], None]
+
+
+class SubmitsWrites(Protocol):
+    """A backend that also takes writes without a coroutine: `submit_write` starts the write
+    and calls `done(None)` (or `done(error)`) on the event loop once `write` would have
+    returned. The server uses it when a backend has it: on a busy export a task per write
+    costs more than the write."""
+
+    def submit_write(self, offset: int, data: bytes, fua: bool, done: WriteDone) -> None: ...
+
+
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
 _ZERO_CHUNK = bytes(1024 * 1024)
@@ -148,6 +160,20 @@ class FileBackend:
             return
         await self._run(self._write, offset, data, fua)
 
+    def submit_write(self, offset: int, data: bytes, fua: bool, done: WriteDone) -> None:
+        if not fua and len(data) <= INLINE_WRITE:
+            try:
+                self._write(offset, data, False)
+            except OSError as err:
+                done(err)
+                return
+            done(None)
+            return
+        future = asyncio.get_running_loop().run_in_executor(
+            self._pool, self._write, offset, data, fua
+        )
+        future.add_done_callback(lambda f: done(_os_error(f)))
+
     def _write(self, offset: int, data: bytes, fua: bool) -> None:
         view = memoryview(data)
         while view:
@@ -188,6 +214,14 @@ class FileBackend:
             os.fdatasync(self._fd)
 
 
+def _os_error(future: asyncio.Future[None]) -> OSError | None:
+    """A finished future's outcome as `WriteDone` takes it (anything but OSError re-raises)."""
+    error = future.exception()
+    if error is None or isinstance(error, OSError):
+        return error
+    raise error
+
+
 @dataclass
 class Export:
     """One named export. `multi_conn`: advertise CAN_MULTI_CONN (safe when a FLUSH on any
@@ -218,6 +252,22 @@ class _Connection:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     export: Export | None = None
     reply_scheduled: bool = False  # a send of the completed replies is queued
+    submit: Callable[[int, bytes, bool, WriteDone], None] | None = None  # SubmitsWrites'
+    submitted: int = 0  # writes handed to `submit`, not done yet
+    drained: asyncio.Event = field(default_factory=asyncio.Event)  # set when submitted is 0
+
+    async def settle(self, timeout: float | None = None) -> None:
+        """Until every request handed out is answered (or `timeout`)."""
+
+        async def both() -> None:
+            if self.tasks:
+                await asyncio.wait(list(self.tasks))
+            while self.submitted:
+                self.drained.clear()
+                await self.drained.wait()
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(both(), timeout)
 
 
 class NBDServer:
@@ -261,9 +311,10 @@ class NBDServer:
         for conn in self._connections:
             conn.core.shutdown()
             conn.wake.set()
-        pending = [t for c in self._connections for t in c.tasks]
-        if pending:
-            await asyncio.wait(pending, timeout=grace)
+        if self._connections:
+            await asyncio.wait(
+                [asyncio.create_task(c.settle()) for c in self._connections], timeout=grace
+            )
         if self._handlers and linger > 0:
             await asyncio.wait(list(self._handlers), timeout=linger)
         for conn in list(self._connections):
@@ -332,8 +383,7 @@ class NBDServer:
             log.info("NBD client %s: %s", peer, exc)
         finally:
             # DISC and EOF still let outstanding requests finish (proto.md), replies included.
-            if conn.tasks:
-                await asyncio.wait(list(conn.tasks))
+            await conn.settle()
             if not writer.is_closing():
                 with contextlib.suppress(ConnectionError, OSError):
                     writer.write(core.data_to_send())
@@ -347,11 +397,23 @@ class NBDServer:
         for event in events:
             if isinstance(event, Request):
                 assert conn.export is not None
+                if (
+                    event.command is Command.WRITE
+                    and conn.submit is not None
+                    and conn.export.backend.access() is Access.READ_WRITE
+                ):
+                    conn.submitted += 1
+                    try:
+                        conn.submit(event.offset, event.data, event.fua, self._written(conn, event))
+                    except OSError as err:
+                        self._written(conn, event)(err)
+                    continue
                 task = asyncio.create_task(self._execute(conn, conn.export, event))
                 conn.tasks.add(task)
                 task.add_done_callback(conn.tasks.discard)
             elif isinstance(event, Negotiated):
                 conn.export = self.exports[event.export.name]
+                conn.submit = getattr(conn.export.backend, "submit_write", None)
                 log.info("NBD client %s uses export %r", peer, event.export.name)
             elif isinstance(event, Closed):
                 level = logging.INFO if event.clean else logging.WARNING
@@ -393,7 +455,30 @@ class NBDServer:
         except Exception:
             log.exception("NBD %s failed", req.command.name)
             error = NBDError.EIO
-        conn.core.complete(req.cookie, error, data if error == NBDError.OK else b"")
+        self._reply(conn, req, error, data if error == NBDError.OK else b"")
+
+    def _written(self, conn: _Connection, req: Request) -> WriteDone:
+        """The `done` of a submitted write: answers the request once."""
+        answered = False
+
+        def done(err: OSError | None) -> None:
+            nonlocal answered
+            if answered:
+                return
+            answered = True
+            error = NBDError.OK
+            if err is not None:
+                error = error_from_errno(err.errno)
+                log.warning("NBD WRITE at %d+%d: %s", req.offset, req.length, err)
+            conn.submitted -= 1
+            if not conn.submitted:
+                conn.drained.set()
+            self._reply(conn, req, error)
+
+        return done
+
+    def _reply(self, conn: _Connection, req: Request, error: int, data: bytes = b"") -> None:
+        conn.core.complete(req.cookie, error, data)
         if not conn.reply_scheduled:
             # Replies completed in the same loop iteration go out in one send.
             conn.reply_scheduled = True

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from hastack.replica.activitylog import MAX_AL_EXTENTS, RING_SIZE
 from hastack.replica.tokens import Token
 
 Value = bool | int | str | tuple[str, ...]
@@ -52,6 +53,10 @@ class Spec:
     quiet: tuple[Value, ...] = ()  # values hastack behaves as anyway: no warning
     fold_case: bool = False  # protocol: drbdadm reads `c` as `C`
     prefix: str = ""  # a choice may also be PREFIX + a host name (discard-node-NAME)
+    # hastack's own ceiling, below drbd's `high`, and why: a value above it is an error that
+    # says both (al-extents: what hastack's on-disk activity log holds)
+    cap: int | None = None
+    cap_why: str = ""
 
     @property
     def acted(self) -> bool:
@@ -138,7 +143,8 @@ DISK: dict[str, Spec] = {
             why="hastack serves I/O in user space; there are no BIOs to limit",
             quiet=(0,),
         ),
-        _choice("on-io-error", ("pass_on", "call-local-io-error", "detach"), field="on_io_error"),
+        # detach first: DRBD 8.4's default
+        _choice("on-io-error", ("detach", "pass_on", "call-local-io-error"), field="on_io_error"),
         _choice("fencing", ("dont-care", "resource-only", "resource-and-stonith"), field="fencing"),
         _bool("disk-barrier", False, field="disk_barrier"),
         _bool("disk-flushes", True, field="disk_flushes"),
@@ -156,7 +162,17 @@ DISK: dict[str, Spec] = {
             None,
             why="hastack resynchronises every resource on its own, without ordering them",
         ),
-        _int("al-extents", 67, 65534, 1237, "extents of 4 MiB", field="al_extents"),
+        Spec(
+            "al-extents",
+            "int",
+            1237,
+            67,
+            65534,
+            unit="extents of 4 MiB",
+            field="al_extents",
+            cap=MAX_AL_EXTENTS,
+            cap_why=f"what hastack's {RING_SIZE // 1024} KiB on-disk activity log holds",
+        ),
         _bool(
             "al-updates",
             True,
@@ -542,6 +558,14 @@ def read_number(spec: Spec, token: Token) -> int:
         unit = f" {spec.unit}" if spec.unit else ""
         shown = token.show() + (f" (= {number}{unit})" if suffix else "")
         raise BadValue(f"{shown} is out of range: {spec.describe_range()}")
+    if spec.cap is not None and number > spec.cap:
+        unit = f" {spec.unit}" if spec.unit else ""
+        shown = token.show() + (f" (= {number}{unit})" if suffix else "")
+        raise BadValue(
+            f"{shown} is more than hastack allows: {spec.low} to {spec.cap}, {spec.cap_why} "
+            f"(drbd.conf(5) allows up to {spec.high}; DRBD 8.4 lowers it to what its own "
+            "activity log holds)"
+        )
     return number
 
 

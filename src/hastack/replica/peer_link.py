@@ -70,7 +70,8 @@ class Decoder:
             end = pos + _CHUNK.size + length
             if end > len(buf):
                 break
-            out.append((volume, bytes(buf[pos + _CHUNK.size : end])))
+            with memoryview(buf) as view:  # one copy, not a slice's two
+                out.append((volume, bytes(view[pos + _CHUNK.size : end])))
             pos = end
         del buf[:pos]
         return out

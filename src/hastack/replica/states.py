@@ -25,6 +25,9 @@ class DiskState(enum.IntEnum):
     OUTDATED = 2  # consistent but known to be older than the peer's
     UP_TO_DATE = 3
     UNKNOWN = 4  # the peer's disk while disconnected (DRBD's DUnknown)
+    # Was UpToDate at the last stop, attached with `fencing` set and the peer not known to be
+    # Outdated: UpToDate again once connected, or once fence-peer outdated the peer.
+    CONSISTENT = 5
 
     @property
     def literal(self) -> str:
@@ -38,6 +41,7 @@ _DISK_LITERALS = {
     DiskState.OUTDATED: "Outdated",
     DiskState.UP_TO_DATE: "UpToDate",
     DiskState.UNKNOWN: "DUnknown",
+    DiskState.CONSISTENT: "Consistent",
 }
 
 

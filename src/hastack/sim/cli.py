@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from typing import Any
 
+from hastack.sim import replica_cli, report
 from hastack.sim.result import SimConfig, SimResult
 from hastack.sim.runner import load_controller, load_factory, run_seeds
 from hastack.sim.scenario import EXTRA_KINDS, FAULT_KINDS, FENCING_FAULT_KINDS, parse_faults
-
-FULL_REPORTS = 3  # violations printed with their event log; the rest get one line each
 
 
 def _nodes(text: str) -> tuple[int, ...]:
@@ -55,13 +53,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
             "on both sides of a stable partition; a stable quorate partition elects a DC within "
             "a bound derived from the timers; members converge after the network heals. "
             "Exit status 1 when any seed violates one; each violation prints the command that "
-            "replays it exactly."
+            "replays it exactly. --crm adds the resource manager, --fencing the fencer; "
+            "--replica runs the replicated block device's simulator instead."
         ),
     )
     parser.add_argument(
         "--nodes",
         type=_nodes,
-        default=(3,),
+        default=None,
         metavar="N[-M]",
         help="nodes per cluster, or a range cycled over the seeds (default 3)",
     )
@@ -126,12 +125,19 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "resource moves only after its node was fenced or stopped it, a partitioned minority "
         "stops its resources within its bound",
     )
+    replica_cli.add_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    problem = replica_cli.misused(args)
+    if problem is not None:
+        print(f"hastack sim: {problem}", file=sys.stderr)
+        return 2
+    if args.replica:
+        return replica_cli.run(args)
     if args.keepalive * 2 >= args.deadtime:
         print(
             f"hastack sim: deadtime must exceed 2 x keepalive "
@@ -139,12 +145,10 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    counts: tuple[int, ...] = args.nodes
+    counts: tuple[int, ...] = args.nodes or (3,)
+    seeds = report.seed_list(args)
     if args.seed is not None:
-        seeds = [args.seed]
         counts = (counts[args.seed % len(counts)],)
-    else:
-        seeds = list(range(args.first_seed, args.first_seed + max(args.seeds, 0)))
     if args.fencing and not args.crm:
         print("hastack sim: --fencing needs --crm", file=sys.stderr)
         return 2
@@ -181,28 +185,10 @@ def run(args: argparse.Namespace) -> int:
     )
     elapsed = time.monotonic() - started
     summary = summarize(results, elapsed)
-    if args.json:
-        json.dump(
-            {
-                "summary": summary,
-                "violations": [v.to_json() for r in results for v in r.violations],
-                "results": [r.to_json() for r in results] if len(results) == 1 else None,
-            },
-            sys.stdout,
-            indent=2,
-        )
-        print()
-    else:
-        print(render(results, summary, single=args.seed is not None))
-    return 1 if summary["violations"] else 0
+    return report.emit(args, results, summary, lambda r: r.to_json(), render)
 
 
 def summarize(results: list[SimResult], elapsed: float) -> dict[str, Any]:
-    failing = [r for r in results if r.violations]
-    by_invariant: dict[str, int] = {}
-    for r in failing:
-        for v in r.violations:
-            by_invariant[v.invariant] = by_invariant.get(v.invariant, 0) + 1
     stats = [r.stats for r in results]
 
     def most(key: str) -> float:
@@ -216,12 +202,7 @@ def summarize(results: list[SimResult], elapsed: float) -> dict[str, Any]:
         "nodes": sorted({r.config.nodes for r in results}),
         "faults": list(results[0].config.faults) if results else [],
         "simulated_seconds": round(sum(r.duration for r in results), 1),
-        "wall_seconds": round(elapsed, 2),
-        "seeds_per_second": round(len(results) / elapsed, 2) if elapsed > 0 else None,
-        "violations": sum(len(r.violations) for r in results),
-        "failing_seeds": [r.seed for r in failing],
-        "by_invariant": by_invariant,
-        "replay": [r.replay for r in failing],
+        **report.outcome(results, elapsed),
         "checks": {k: total(f"checks_{k}") for k in "abcd"},
         "max_elect_s": most("max_elect_s"),
         "elect_bound_s": most("elect_bound_s"),
@@ -268,29 +249,14 @@ def summarize(results: list[SimResult], elapsed: float) -> dict[str, Any]:
 
 
 def render(results: list[SimResult], summary: dict[str, Any], single: bool) -> str:
-    lines: list[str] = []
-    shown = 0
-    for r in results:
-        for v in r.violations:
-            if shown < FULL_REPORTS or single:
-                lines.append(v.render())
-                lines.append("")
-            else:
-                lines.append(f"VIOLATION seed={v.seed} t={v.time:.6f} {v.invariant}: {v.message}")
-                lines.append(f"  replay: {v.replay}")
-            shown += 1
-    if not shown:
-        lines.append("violations: none")
+    lines = report.violation_lines(results, single)
     s = summary
     lines.append(
         f"{s['seeds']} seed(s), nodes {','.join(map(str, s['nodes']))}, faults "
         f"{','.join(s['faults']) or 'none'}: {s['violations']} violation(s) in "
         f"{len(s['failing_seeds'])} seed(s)"
     )
-    lines.append(
-        f"  {s['simulated_seconds']} simulated s in {s['wall_seconds']} wall s "
-        f"({s['seeds_per_second']} seeds/s)"
-    )
+    lines.append(report.speed_line(s))
     c = s["checks"]
     lines.append(
         f"  checks: one-DC {c['a']}, split-quorum {c['b']}, elected {c['c']}, converged {c['d']}"
@@ -329,10 +295,7 @@ def render(results: list[SimResult], summary: dict[str, Any], single: bool) -> s
         f"  injected: {f['net_faults']} network faults, {f['crashes']} crashes, "
         f"{f['pauses']} pauses, {f['fences']} fences, {f['restarts']} restarts"
     )
-    if single and s["trace_hash"]:
-        lines.append(f"  trace {s['trace_hash']}")
-    if s["failing_seeds"] and not single:
-        lines.append("  failing seeds: " + " ".join(map(str, s["failing_seeds"][:50])))
+    lines += report.closing_lines(s, single)
     return "\n".join(lines)
 
 

@@ -19,8 +19,10 @@ lower-named node dials its peer every drawn interval. Faults -- network cuts, cr
 node at any point (the disk keeps its stable image and a random subset of its cache; the
 engine, the shell and everything in flight are gone), clean stops of the Secondary (`down`:
 disconnect, drain, bitmap, clean detach), restarts through Backing.open_files -- and the
-protocol (A, B or C) are drawn from the seed. Every draw comes from the seed, so a
-failing seed replays exactly: the violation says how.
+protocol (A, B or C) are drawn from the seed. The operator's `detach` of either node (while
+the pair is in sync) and its `attach` again later are drawn too: the Diskless node's I/O goes
+through its peer, whose bitmap records what the detached disk misses; the attach resyncs it.
+Every draw comes from the seed, so a failing seed replays exactly: the violation says how.
 
 The cluster manager is modelled as crm-fence-peer does it: a node the Primary cannot vouch for
 (the link is down, or the peer is not UpToDate) is *fenced* -- never promoted -- until a node
@@ -34,6 +36,14 @@ one Primary, and no core raises. A block device promises nothing about an acknow
 that was neither flushed nor FUA once its node crashes, so when a node crashes and no unfenced
 peer survives to vouch for its data, the model forgets the blocks whose newest write was not
 stable on that node (stats: dropped_blocks); everything stable stays checked.
+
+A Diskless node, or one whose disk is not UpToDate (a Primary resyncing after its attach), is
+not checked, and vouches for nothing: when the only disk's node crashes under A or B, the model
+starts anew (as for a Primary's crash); under C only what that disk had stable stays checked.
+Under A and B, a Primary without UpToDate data of its own that loses its connection may lose
+acknowledged writes (they were only on their way to the peer): the model starts anew then.
+A write that failed (a Diskless Primary's, when its peer went before acknowledging it) may have
+reached a disk all the same: its data becomes one more thing its blocks may hold.
 
 Not modelled: bandwidth and back-pressure (max-buffers, socket buffers), so under A and B a
 Secondary can fall far behind; I/O errors; clean stops of the Primary; verify, invalidate.
@@ -63,6 +73,7 @@ from hastack.replica.bitmap import BLOCK_SIZE
 from hastack.replica.engine import (
     CloseConnection,
     Complete,
+    DetachLocal,
     Effect,
     EngineError,
     FlushLocal,
@@ -185,8 +196,9 @@ class NodeShell:
         self._tx_waiting: list[_Write] = []  # writes waiting for another write's transaction
         self._inflight: dict[int, _Write] = {}
         self._io = 0  # local I/Os in flight (for the quiet check)
-        self.metadata = MetadataKeeper(backing, engine, sim.now)  # the daemon's rule
+        self.metadata: MetadataKeeper | None = MetadataKeeper(backing, engine, sim.now)
         self.stopping = False  # a clean stop (`down`) is under way
+        self.detaching = False  # the engine detached; the disk is closed once I/O is done
 
     @property
     def alive(self) -> bool:
@@ -195,6 +207,10 @@ class NodeShell:
     @property
     def busy(self) -> bool:
         return bool(self._io or self._inflight)
+
+    @property
+    def diskless(self) -> bool:
+        return self.engine.disk_state is DiskState.DISKLESS
 
     # --- feeding the engine --------------------------------------------------------------
 
@@ -224,11 +240,13 @@ class NodeShell:
 
     def prepare(self, offset: int, length: int) -> Prepared:
         """The activity-log update a local write needs before it is issued."""
+        assert self.backing is not None
         return self.backing.begin_write(offset, length)
 
     def release(self, offset: int, length: int) -> None:
         """The write no longer needs its activity-log extent."""
-        self.backing.end_write(offset, length)
+        if self.backing is not None:  # (a closed disk's log went with it)
+            self.backing.end_write(offset, length)
 
     def run(self, effects: list[Effect]) -> None:
         sim = self.sim
@@ -251,6 +269,10 @@ class NodeShell:
                 sim.on_complete(self, effect)
             elif isinstance(effect, CloseConnection):
                 sim.close_connection(self, effect.reason)
+            elif isinstance(effect, DetachLocal):
+                if not self.detaching:
+                    self.detaching = True
+                    sim.at(sim.now, sim.finish_detach, self, effect, sim.now + 5.0)
             elif isinstance(effect, RunHandler):
                 sim.trace(f"{self.name}: handler {effect.name}")
                 sim.stats["handlers"] += 1
@@ -373,7 +395,8 @@ class NodeShell:
     # --- metadata ------------------------------------------------------------------------
 
     def persist(self, *, force_bitmap: bool = False) -> None:
-        self.metadata.persist(self.sim.now, force_bitmap=force_bitmap)
+        if self.metadata is not None:  # None: Diskless
+            self.metadata.persist(self.sim.now, force_bitmap=force_bitmap)
 
     # --- the application ----------------------------------------------------------------
 
@@ -381,6 +404,10 @@ class NodeShell:
         """The daemon's VolumeRunner.app_write: the extent is in the activity log on disk
         before the engine sees the write (so before its data goes anywhere)."""
         if not self.alive:
+            return
+        if self.backing is None or self.diskless:
+            # Diskless: no activity log; the write goes to the peer only.
+            self.feed("app_write", handle, offset, data, fua=fua)
             return
         try:
             prepared = self.prepare(offset, len(data))
@@ -415,7 +442,7 @@ class NodeShell:
             if not self.alive:
                 return
             ready = item.logged or not item.prepared.needs_metadata
-            if ready and self.backing.stable(item.prepared.wait):
+            if ready and self.backing is not None and self.backing.stable(item.prepared.wait):
                 self._admitting.remove(item)
                 self._admitted[item.handle] = (item.offset, len(item.data))
                 self.feed("app_write", item.handle, item.offset, item.data, fua=item.fua)
@@ -539,6 +566,8 @@ class ReplicaSim:
                 "writes_failed",
                 "crashes",
                 "clean_stops",
+                "detaches",
+                "attaches",
                 "cuts",
                 "connects",
                 "promotions",
@@ -751,7 +780,10 @@ class ReplicaSim:
                     block.tags.add(tag)
                     block.durable.clear()
         survivor = peer.shell is not None and not peer.fenced
-        if self.protocol != "C" and was_primary:
+        # A Diskless peer (or one resyncing) holds none of this node's data: it vouches for
+        # nothing, and under A and B the acknowledged writes may have been on this disk only.
+        holder = survivor and peer.shell is not None and self._has_data(peer.shell)
+        if self.protocol != "C" and (was_primary or not holder):
             # Under A and B the peer may lack acknowledged writes: only the living Primary's
             # own disk is checked, so a new Primary starts a new model.
             self.model.clear()
@@ -760,14 +792,14 @@ class ReplicaSim:
         if survivor and was_primary:
             promoted = self.try_promote(peer)
         if self.protocol == "C":
-            if survivor and (promoted or not was_primary):
+            if survivor and holder and (promoted or not was_primary):
                 self.fence(node, "crashed while its peer survived")
             else:
                 # Nobody else vouches for this node's writes: what was not stable on its own
                 # disk may be gone (a block device promises nothing more after a crash).
                 self.drop_volatile(node.name)
         else:
-            if survivor:
+            if survivor and holder:
                 self.fence(node, "crashed while its peer survived")
         if not self.quiet:
             node.restart_at = self.now + self.fault_rng.uniform(0.2, 3.0)
@@ -793,7 +825,8 @@ class ReplicaSim:
         if shell.busy:
             self.violation("stuck", f"{shell.name}: local I/O still in flight 5 s into `down`")
         shell.persist(force_bitmap=True)
-        shell.backing.close(clean=True)
+        if shell.backing is not None:  # (a Diskless node's disk is already closed)
+            shell.backing.close(clean=True)
         node = shell.node
         node.shell = None
         self.stats["clean_stops"] += 1
@@ -805,10 +838,90 @@ class ReplicaSim:
         node.restart_at = self.now if self.quiet else self.now + self.fault_rng.uniform(0.2, 3.0)
         self.at(node.restart_at, self.restart, node)
 
+    # --- detach and attach (the operator) ------------------------------------------------
+
+    @staticmethod
+    def _in_sync(shell: NodeShell) -> bool:
+        e = shell.engine
+        return (
+            e.cstate is ConnState.CONNECTED
+            and e.disk_state is DiskState.UP_TO_DATE
+            and e.peer_disk is DiskState.UP_TO_DATE
+            and shell.backing is not None
+        )
+
+    def detach(self, shell: NodeShell) -> None:
+        """`detach`: the engine goes Diskless at once; the disk is closed once the local I/O
+        in flight is done (finish_detach, as VolumeRunner._let_go)."""
+        try:
+            shell.feed("detach", refusable=True)
+        except EngineError as err:
+            self.trace(f"{shell.name}: detach refused: {err}")
+            return
+        self.stats["detaches"] += 1
+        self.trace(f"{shell.name}: detach ({shell.engine.role.name})")
+
+    def finish_detach(self, shell: NodeShell, effect: DetachLocal, deadline: float) -> None:
+        if not shell.alive or shell.backing is None:
+            return
+        if (shell.busy or shell.engine.local_io_busy or shell._admitting) and self.now < deadline:
+            self.at(self.now + 0.01, self.finish_detach, shell, effect, deadline)
+            return
+        if shell.busy or shell.engine.local_io_busy:
+            self.violation("stuck", f"{shell.name}: local I/O still in flight 5 s into detach")
+        shell.persist(force_bitmap=True)
+        shell.backing.close(clean=effect.clean)
+        shell.backing = None
+        shell.metadata = None
+        shell._admitted.clear()
+        shell._issued.clear()
+        shell.detaching = False
+        self.trace(f"{shell.name}: disk closed, Diskless")
+        shell.feed("disk_closed")
+        when = self.now if self.quiet else self.now + self.fault_rng.uniform(0.2, 3.0)
+        self.at(when, self.attach, shell)
+
+    def attach(self, shell: NodeShell) -> None:
+        """`attach` again: open the disk, hand the engine its metadata. A Diskless Primary
+        without its UpToDate peer is refused: tried again a little later."""
+        if not shell.alive or shell.backing is not None or shell.detaching:
+            return
+        node = shell.node
+        node.file.closed = False
+        try:
+            backing = Backing.open_files(node.file, node.file, self.layout, name=node.name)
+        except BackingError as err:
+            self.core_error(f"{node.name}: attach failed: {err}", err)
+            raise _Stop from None
+        sb = backing.superblock
+        try:
+            shell.feed(
+                "attach",
+                disk_state=attach_disk_state(sb.flags, self.disk.fencing),
+                generations=sb.generations,
+                bitmap=backing.bitmap,
+                crashed_primary=backing.crashed_primary,
+                refusable=True,
+            )
+        except EngineError as err:
+            backing.close(clean=True)
+            self.trace(f"{node.name}: attach refused: {err}")
+            self.at(self.now + 0.2, self.attach, shell)
+            return
+        shell.backing = backing
+        shell.metadata = MetadataKeeper(backing, shell.engine, self.now)
+        shell.persist(force_bitmap=True)
+        self.stats["attaches"] += 1
+        self.trace(f"{node.name}: attached again, {shell.engine.disk_state.literal}")
+
     def restart(self, node: _Node) -> None:
         if node.shell is None and node.restart_at is not None and node.restart_at <= self.now:
             self.start(node)
             self.update_fences()
+
+    @staticmethod
+    def _has_data(shell: NodeShell) -> bool:
+        return shell.engine.disk_state is DiskState.UP_TO_DATE and shell.backing is not None
 
     def drop_volatile(self, name: str) -> None:
         for b in [b for b, blk in self.model.items() if name not in blk.durable]:
@@ -828,6 +941,20 @@ class ReplicaSim:
         """crm-fence-peer: a Primary that does not see its peer Connected and UpToDate fences
         it before anything else completes; a node is unfenced when an unfenced node sees it
         Connected and UpToDate."""
+        primary = self.primary()
+        if (
+            self.protocol != "C"
+            and primary is not None
+            and primary.conn is None
+            and not self._has_data(primary)
+            and self.model
+        ):
+            # Under A and B a Primary without UpToDate data of its own (Diskless, or resyncing
+            # after its attach) had its acknowledged writes only on their way to the peer,
+            # which drops what it has not written when the connection goes: start anew.
+            self.trace(f"{primary.name}: connection lost without data of its own: model reset")
+            self.model.clear()
+            self._undurable.clear()
         for node in self.nodes.values():
             shell = node.shell
             if shell is None or node.fenced:
@@ -837,7 +964,7 @@ class ReplicaSim:
             in_sync = (
                 engine.cstate is ConnState.CONNECTED
                 and engine.peer_disk is DiskState.UP_TO_DATE
-                and engine.disk_state is DiskState.UP_TO_DATE
+                and engine.disk_state in (DiskState.UP_TO_DATE, DiskState.DISKLESS)
             )
             if engine.role is Role.PRIMARY and not in_sync:
                 self.fence(peer, "the Primary lost it")
@@ -960,14 +1087,27 @@ class ReplicaSim:
         if self.quiet:
             return
         rng = self.fault_rng
-        kinds = ("cut", "crash-primary", "crash-secondary", "crash-any", "stop-secondary")
-        kind = rng.choices(kinds, (4, 3, 2, 1, 1))[0]
+        kinds = (
+            "cut",
+            "crash-primary",
+            "crash-secondary",
+            "crash-any",
+            "stop-secondary",
+            "detach",
+        )
+        kind = rng.choices(kinds, (4, 3, 2, 1, 1, 3))[0]
         shells = self.shells()
-        if kind == "cut":
+        if kind == "detach":
+            in_sync = [s for s in shells if self._in_sync(s)]
+            if len(in_sync) == 2 and not any(s.stopping or s.detaching for s in shells):
+                self.detach(rng.choice(in_sync))
+        elif kind == "cut":
             if self.net_up:
                 self.cut(rng.uniform(0.1, 3.0))
         elif kind == "stop-secondary":
-            secondaries = [s for s in shells if s.engine.role is not Role.PRIMARY]
+            secondaries = [
+                s for s in shells if s.engine.role is not Role.PRIMARY and not s.detaching
+            ]
             if secondaries and not any(s.stopping for s in shells):
                 self.clean_stop(rng.choice(secondaries))
         else:
@@ -1056,14 +1196,23 @@ class ReplicaSim:
             if not effect.ok:
                 self.stats["writes_failed"] += 1
                 self.trace(f"{shell.name}: write {op.handle} failed: {effect.error}")
+                # After EIO a block holds the old or the new data: a Diskless Primary's write
+                # fails when its peer goes before acknowledging it, and the peer may have it.
+                for b, tag in zip(op.blocks, op.tags, strict=True):
+                    block = self.model.get(b)
+                    if block is not None:
+                        block.tags.add(tag)
+                        block.durable.clear()
                 self.pump()
                 return
             self.stats["writes_acked"] += 1
             self._ack_seq += 1
+            own = self._has_data(shell)  # a Diskless Primary's writes are the peer's only
             for b, tag in zip(op.blocks, op.tags, strict=True):
                 durable = set()
                 if op.fua:
-                    durable.add(shell.name)
+                    if own:
+                        durable.add(shell.name)
                     if peer_vouched:
                         durable.add(peer.name)
                 else:
@@ -1079,7 +1228,8 @@ class ReplicaSim:
                 for b, seq in list(self._undurable.items()):
                     block = self.model.get(b)
                     if seq <= op.ack_mark and block is not None and block.origin == shell.name:
-                        block.durable.add(shell.name)
+                        if self._has_data(shell):
+                            block.durable.add(shell.name)
                         if both:
                             block.durable.add(peer.name)
                         del self._undurable[b]
@@ -1089,6 +1239,8 @@ class ReplicaSim:
 
     def checked(self, shell: NodeShell) -> bool:
         engine = shell.engine
+        if not self._has_data(shell):
+            return False  # Diskless, or an attached disk still resyncing
         if engine.role is Role.PRIMARY:
             return True
         return (
@@ -1138,6 +1290,8 @@ class ReplicaSim:
             if node.shell is None:
                 node.restart_at = self.now
                 self.restart(node)
+            elif node.shell.backing is None and not node.shell.detaching:
+                self.attach(node.shell)
         self.at(self.now + TICK, self.check_quiet)
 
     def check_quiet(self) -> None:

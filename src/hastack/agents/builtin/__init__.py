@@ -10,4 +10,5 @@ BUILTIN_AGENTS: dict[str, str] = {
     "Filesystem": "filesystem",
     "httpcheck": "httpcheck",
     "replica": "replica",
+    "nbdfuse": "nbdfuse",
 }

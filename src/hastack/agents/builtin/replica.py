@@ -65,6 +65,13 @@ daemon when its control socket does not answer, and brings the resource up; stop
 down and leaves the daemon running. Promotion scores follow drbd's: 10000 with UpToDate data
 and a known peer, 1000 with UpToDate data and an unknown peer, none otherwise.
 Configure as a clone with promotable=true, clone-max=2, clone-node-max=1, promoted-max=1.
+Resource-level fencing, as with ocf:linbit:drbd and crm-fence-peer: in drbd.conf set
+`disk { fencing resource-only; }` (or resource-and-stonith with stonith-enabled=true) and
+`handlers { fence-peer "hastack replica fence-peer"; after-resync-target "hastack replica
+unfence-peer"; }`; a Primary that loses its peer, or a promotion while the peer is
+unknown, then forbids the Promoted role on the peer (constraint
+drbd-fence-by-handler-RES-CLONE) until the peer has resynced. Give promote a timeout of at
+least 90s: it waits for the fence-peer handler.
 """,
     params=(
         Param(
@@ -228,8 +235,9 @@ def promotion_score(res: Mapping[str, Any]) -> int | None:
 def set_promotion_score(ctx: Context, score: int | None) -> None:
     """Tell Pacemaker this instance's promotion score (None: delete it), as crm_master did.
 
-    Only as a clone under a manager that has crm_attribute: elsewhere (ocf-tester, hastack's
-    own CRM, by hand) scores are not this agent's business. Stateful has a twin of this helper
+    Only as a clone under a manager that has crm_attribute (Pacemaker's, or the one hastack's
+    node daemon gives its agents): elsewhere (ocf-tester, by hand) scores are not this agent's
+    business. Stateful has a twin of this helper
     that ignores crm_attribute's exit status; a replicated disk that silently loses its score
     is never promoted, so a failure here is logged.
     """

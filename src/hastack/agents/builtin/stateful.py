@@ -1,8 +1,9 @@
 """Stateful: a promotable resource for tests and demos. Its state file holds its role.
 
 Started it is Unpromoted (monitor 0); promoted it is Promoted (monitor 8, RUNNING_PROMOTED).
-Under a cluster manager that has `crm_attribute` (Pacemaker) it sets its promotion score, so a
-promotable clone of it gets one instance promoted; elsewhere scores are the manager's business.
+Under a cluster manager that has `crm_attribute` (Pacemaker, or hastack's node daemon, which
+gives its agents one) it sets its promotion score, so a promotable clone of it gets one instance
+promoted; elsewhere (ocf-tester, by hand) scores are the manager's business.
 """
 
 from __future__ import annotations
