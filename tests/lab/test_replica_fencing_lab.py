@@ -218,6 +218,11 @@ def test_replica_daemons_fence_and_unfence_through_the_cluster(tmp_path: Path) -
             async with _daemons(conf, tmp_path) as daemons:
                 await _synced_pair(daemons, tmp_path)
                 alice = daemons["alice"]
+                # bob's after-resync-target of the initial sync (unfence-peer) must be over
+                # first: finishing after alice's fence-peer, it would remove its constraint
+                await _until(
+                    lambda: log.exists() and "nothing to remove" in log.read_text(), timeout=60
+                )
                 await _ask(tmp_path, "bob", "disconnect")
                 await _until(lambda: _states(alice)[2] == "Outdated", timeout=60)
                 # placed through the DC before the handler answered; alice's copy follows

@@ -270,3 +270,32 @@ def test_fence_peer_runs_once_for_a_resource_of_two_volumes(tmp_path: Path) -> N
 
     asyncio.run(scenario())
     assert len(_env(tmp_path, "fence")) == 1
+
+
+def test_handlers_of_a_resource_run_one_at_a_time_in_the_order_asked(tmp_path: Path) -> None:
+    """A slow unfence-peer (from the end of a resync) and a fence-peer right after it: the
+    fence-peer starts only once the unfence-peer has ended, so the constraint it places is
+    not removed by the older run (a CI failure under load, before handlers took turns)."""
+    log = tmp_path / "order.log"
+    slow = _script(
+        tmp_path, "unfence", f"echo unfence-start >> {log}; sleep 1; echo unfence-end >> {log}"
+    )
+    fast = _script(tmp_path, "fence", f"echo fence-start >> {log}; echo fence-end >> {log}; exit 4")
+    conf = _conf(tmp_path, "resource-only", f'unfence-peer "{slow}"; fence-peer "{fast}";')
+
+    async def scenario() -> None:
+        async with _daemons(conf, tmp_path) as daemons:
+            await _synced_pair(daemons, tmp_path)
+            alice = daemons["alice"]
+            resource = alice.resources["r0"]
+            volume = _volume(alice).volume
+            resource.run_handler("unfence-peer", volume)
+            resource.run_handler("fence-peer", volume)
+            await _until(lambda: log.exists() and "fence-end" in log.read_text().split())
+
+    asyncio.run(scenario())
+    entries = log.read_text().split()
+    # (the initial sync may have run an unfence-peer of its own before these two)
+    runs = [(entries[i], entries[i + 1]) for i in range(0, len(entries), 2)]
+    assert all(start.replace("-start", "-end") == end for start, end in runs), entries
+    assert runs[-2:] == [("unfence-start", "unfence-end"), ("fence-start", "fence-end")]

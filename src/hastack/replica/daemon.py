@@ -631,6 +631,9 @@ class ResourceRunner:
         # fence-peer runs once per resource (DRBD 8.4: per connection) whatever the number of
         # volumes asking; every handler's end wakes the verbs waiting on it (`primary`).
         self._fence_task: asyncio.Task[None] | None = None
+        # One handler at a time, in the order the engines asked (DRBD runs them from one
+        # worker): an unfence-peer still running must not undo a later fence-peer.
+        self._handler_turn = asyncio.Lock()
         self._handler_event = asyncio.Event()
 
     @property
@@ -1109,25 +1112,8 @@ class ResourceRunner:
             env[f"DRBD_MINOR_{other.number}"] = str(other.minor)
 
         async def go() -> None:
-            rc: int | None = None
-            try:
-                proc = await asyncio.create_subprocess_shell(
-                    command, env=env, stdin=asyncio.subprocess.DEVNULL, start_new_session=True
-                )
-            except OSError as err:
-                log.error("%s: handler %s could not be started: %s", self.name, name, err)
-            else:
-                try:
-                    rc = await asyncio.wait_for(proc.wait(), timeout=HANDLER_TIMEOUT)
-                except TimeoutError:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    await proc.wait()
-                    log.error(
-                        "%s: handler %s timed out after %.0f s", self.name, name, HANDLER_TIMEOUT
-                    )
-                else:
-                    log.info("%s: handler %s exited %d", self.name, name, rc)
+            async with self._handler_turn:
+                rc = await self._run_command(name, command, env)
             self._handler_done(name, volume, rc)
 
         task = asyncio.create_task(go())
@@ -1135,6 +1121,27 @@ class ResourceRunner:
         task.add_done_callback(self._handlers.discard)
         if name == "fence-peer":
             self._fence_task = task
+
+    async def _run_command(self, name: str, command: str, env: dict[str, str]) -> int | None:
+        """The handler's exit status; None if it could not start or was killed at
+        HANDLER_TIMEOUT."""
+        try:
+            proc = await asyncio.create_subprocess_shell(
+                command, env=env, stdin=asyncio.subprocess.DEVNULL, start_new_session=True
+            )
+        except OSError as err:
+            log.error("%s: handler %s could not be started: %s", self.name, name, err)
+            return None
+        try:
+            rc = await asyncio.wait_for(proc.wait(), timeout=HANDLER_TIMEOUT)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+            log.error("%s: handler %s timed out after %.0f s", self.name, name, HANDLER_TIMEOUT)
+            return None
+        log.info("%s: handler %s exited %d", self.name, name, rc)
+        return rc
 
     def _handler_done(self, name: str, volume: Volume, rc: int | None) -> None:
         now = time.monotonic()
