@@ -215,11 +215,13 @@ class FileBackend:
 
 
 def _os_error(future: asyncio.Future[None]) -> OSError | None:
-    """A finished future's outcome as `WriteDone` takes it (anything but OSError re-raises)."""
+    """A finished future's outcome as `WriteDone` takes it: anything but an OSError is a bug,
+    logged and answered EIO (the request must be answered, or the connection never settles)."""
     error = future.exception()
     if error is None or isinstance(error, OSError):
         return error
-    raise error
+    log.error("NBD write failed", exc_info=error)
+    return OSError(errno.EIO, f"internal error: {error!r}")
 
 
 @dataclass
@@ -407,6 +409,9 @@ class NBDServer:
                         conn.submit(event.offset, event.data, event.fua, self._written(conn, event))
                     except OSError as err:
                         self._written(conn, event)(err)
+                    except Exception as exc:  # a bug: answered EIO, as _execute does
+                        log.exception("NBD WRITE failed")
+                        self._written(conn, event)(OSError(errno.EIO, f"internal error: {exc!r}"))
                     continue
                 task = asyncio.create_task(self._execute(conn, conn.export, event))
                 conn.tasks.add(task)
