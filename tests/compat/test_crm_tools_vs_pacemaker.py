@@ -13,27 +13,13 @@ import pytest
 from lxml import etree
 
 from hastack.agents.crm_tools import run
+from tests.unit.test_agents_crm_tools import CIB  # the same two-node CIB
 
 pytestmark = pytest.mark.skipif(
     shutil.which("crm_attribute") is None or shutil.which("crm_master") is None,
     reason="needs Pacemaker's crm_attribute and crm_master (pacemaker-cli-utils)",
 )
 
-CIB = b"""<cib admin_epoch="0" epoch="1" num_updates="0" validate-with="pacemaker-3.7">
-  <configuration>
-    <crm_config/>
-    <nodes>
-      <node id="1" uname="alpha"/>
-      <node id="2" uname="beta"/>
-    </nodes>
-    <resources/>
-    <constraints/>
-  </configuration>
-  <status>
-    <node_state id="1" uname="alpha" in_ccm="true" crmd="online" join="member"/>
-  </status>
-</cib>
-"""
 
 # Every command names its node (-N): offline, Pacemaker's tools map this host's name instead.
 STEPS: list[tuple[str, list[str]]] = [
