@@ -33,6 +33,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("qserver", "hastack.cli.qserver_cmd"),
     ("quorum", "hastack.cli.quorum_cmd"),
     ("replica", "hastack.cli.replica_cmd"),
+    ("watchdog", "hastack.cli.watchdog_cmd"),
 )
 
 

@@ -224,6 +224,10 @@ def json_document(snap: Snapshot) -> dict[str, Any]:
     cluster = view.to_json()
     cluster.pop("membership", None)
     doc["cluster"] = cluster
+    if snap.membership is not None:
+        daemon = _local_watchdog_daemon()
+        if daemon is not None:
+            doc["watchdog_daemon"] = daemon
     if snap.note:
         doc["note"] = snap.note
     return doc
@@ -241,10 +245,22 @@ def _membership_block(snap: Snapshot) -> str:
     block = ""
     if snap.membership is not None:
         node = snap.membership.get("node")
-        block += f"\n\nMembership (as node {node} sees it):\n" + format_status(snap.membership)
+        membership = dict(snap.membership)
+        daemon = _local_watchdog_daemon()
+        if daemon is not None:
+            membership["watchdog_daemon"] = daemon
+        block += f"\n\nMembership (as node {node} sees it):\n" + format_status(membership)
     if snap.note:
         block += f"\n\nnote: {snap.note}"
     return block
+
+
+def _local_watchdog_daemon() -> dict[str, Any] | None:
+    """`hastack watchdog run` on this machine (the one whose node daemon answered), if any
+    ever ran: its state directory is $HASTACK_WATCHDOG_STATE_DIR or the default."""
+    from hastack.watchdog.state import summary
+
+    return summary()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -379,7 +395,38 @@ def format_status(status: dict[str, Any]) -> str:
     if isinstance(watchdog, dict):
         lines.append("")
         lines.append(format_watchdog(watchdog))
+    daemon = status.get("watchdog_daemon")
+    if isinstance(daemon, dict):
+        lines.append("")
+        lines.append(format_watchdog_daemon(daemon))
     return "\n".join(lines)
+
+
+def format_watchdog_daemon(daemon: dict[str, Any]) -> str:
+    """One line for `hastack watchdog run` on this machine: running, its device, the checks
+    failing, the action it took, and the last reset it recorded."""
+    if daemon.get("problem"):
+        return f"WARNING watchdog daemon: {daemon['problem']}"
+    if not daemon.get("running"):
+        line = "WARNING watchdog daemon: not running"
+    else:
+        device = daemon.get("device") or "no device"
+        fed = "fed" if daemon.get("feeding") else "NOT fed"
+        stamp = daemon.get("last_keepalive")
+        ago = f" {max(0.0, time.time() - stamp):.1f} s ago" if stamp else ""
+        failing = daemon.get("failing") or []
+        checks = f"{daemon.get('checks', 0)} checks" + (
+            f", failing: {', '.join(failing)}" if failing else ", all ok"
+        )
+        line = f"Watchdog daemon (pid {daemon.get('pid')}): {device} {fed}{ago}; {checks}"
+    action = daemon.get("action")
+    if isinstance(action, dict):
+        line += f"; ACTION TAKEN: {action.get('action')} ({action.get('reason')})"
+    reset = daemon.get("last_reset")
+    if isinstance(reset, dict) and not reset.get("no_action"):
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(reset.get("time", 0))))
+        line += f"; last reset {when}: {reset.get('check')} {reset.get('object')}"
+    return line
 
 
 def format_watchdog(watchdog: dict[str, Any]) -> str:

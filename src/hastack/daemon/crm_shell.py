@@ -133,7 +133,7 @@ class CrmShell:
             else WatchdogShell(
                 hacf.watchdog,
                 hacf.timing.keepalive,
-                self._health,
+                self.health,
                 self.fence.set_watchdog,
                 two_node=hacf.two_node and hacf.quorum_server is None,
             )
@@ -450,7 +450,7 @@ class CrmShell:
         if not self.closed:
             self._execute(list(self.messaging.send(payload, clock.now(), None)))
 
-    def _health(self) -> tuple[bool, tuple[str, ...]]:
+    def health(self) -> tuple[bool, tuple[str, ...]]:
         """What the watchdog's guard weighs: quorate, and what runs here."""
         quorate = self._view is not None and self._view.quorate
         return quorate, tuple(self.controller.local_running())

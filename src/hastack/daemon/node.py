@@ -131,6 +131,7 @@ class NodeDaemon:
                 since, clock.now()
             )
             handlers["fence"] = self._cmd_fence
+            handlers["health"] = self._cmd_health
             handlers["cib-query"] = lambda _request: self._crm().cib_query()
             handlers["cib-apply"] = self._cmd_cib_apply
             handlers["resource-request"] = self._cmd_cib_apply
@@ -468,6 +469,20 @@ class NodeDaemon:
             if self.crm.watchdog is not None:
                 status["watchdog"] = self.crm.watchdog.describe()
         return status
+
+    def _cmd_health(self, _request: dict[str, Any]) -> dict[str, Any]:
+        """The cluster's measure of this node's health, the one its watchdog guard weighs:
+        quorate, and the resources running here (`hastack watchdog` asks it before a reset,
+        to wait until the node runs nothing)."""
+        crm = self._crm()
+        quorate, running = crm.health()
+        watchdog = crm.watchdog.describe() if crm.watchdog is not None else None
+        return {
+            "node": self.name,
+            "quorate": quorate,
+            "running": list(running),
+            "watchdog": watchdog,
+        }
 
     def _cmd_quorum(self, request: dict[str, Any]) -> dict[str, Any]:
         """hastack quorum force|unforce: override the expected votes with those of the

@@ -23,14 +23,15 @@ PRIORITY = 1
 MCL_CURRENT, MCL_FUTURE = 1, 2
 
 
-def apply() -> list[str]:
-    """Raise this process to realtime scheduling and lock its memory; the problems, if any."""
+def apply(priority: int = PRIORITY) -> list[str]:
+    """Raise this process to realtime scheduling (SCHED_RR at `priority`) and lock its
+    memory; the problems, if any."""
     problems: list[str] = []
     try:
         policy = os.SCHED_RR | getattr(os, "SCHED_RESET_ON_FORK", 0x40000000)
-        os.sched_setscheduler(0, policy, os.sched_param(PRIORITY))
+        os.sched_setscheduler(0, policy, os.sched_param(priority))
     except (OSError, AttributeError) as exc:
-        problems.append(f"realtime scheduling not set (SCHED_RR {PRIORITY}): {exc}")
+        problems.append(f"realtime scheduling not set (SCHED_RR {priority}): {exc}")
     libc_name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(libc_name, use_errno=True)
