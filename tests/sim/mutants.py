@@ -1,15 +1,15 @@
 """Deliberately broken membership cores: each must make one invariant checker fail.
 
-They change only the public API (is_dc, status), so they stay valid whatever the core's
-internals become. A checker that cannot catch these proves nothing when it reports none.
+They change only the public API (is_dc, and crm_view, the view the resource manager acts on
+and the simulator checks; status() reports the same values), so they stay valid whatever
+the core's internals become. A checker that cannot catch these proves nothing when it reports none.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from hastack.membership.core import MembershipCore
-from hastack.membership.status import NodeStatus
+
+View = tuple[str | None, int, bool, tuple[str, ...], bool]
 
 
 class StickyLeaseCore(MembershipCore):
@@ -33,12 +33,14 @@ class NeverDcCore(MembershipCore):
 class AlwaysQuorateCore(MembershipCore):
     """Reports quorum whatever it sees: both sides of a partition claim it."""
 
-    def status(self, now: float) -> NodeStatus:
-        return replace(super().status(now), quorate=True)
+    def crm_view(self, now: float) -> View:
+        dc, term, is_dc, members, _ = super().crm_view(now)
+        return dc, term, is_dc, members, True
 
 
 class LonerMembersCore(MembershipCore):
     """Reports only itself as a member: the members never converge."""
 
-    def status(self, now: float) -> NodeStatus:
-        return replace(super().status(now), members=[self.name])
+    def crm_view(self, now: float) -> View:
+        dc, term, is_dc, _, quorate = super().crm_view(now)
+        return dc, term, is_dc, (self.name,), quorate

@@ -208,7 +208,8 @@ class MembershipCore:
             times.append(self.run_at)
         # Times at or before the last tick were handled by it; the heartbeat timer (always in
         # the future) re-evaluates the conditions that are states rather than events.
-        deadline = min(x for x in times if x > self.last_tick)
+        last = self.last_tick
+        deadline = min([x for x in times if x > last])  # a list: cheaper than a generator
         self.expected_tick = deadline
         return deadline
 
@@ -1171,7 +1172,8 @@ class MembershipCore:
     def crm_view(self, now: float) -> tuple[str | None, int, bool, tuple[str, ...], bool]:
         """What the resource manager acts on: the DC (None: none), its term, whether this
         node holds the DC lease now, the members and whether they are quorate. Cheaper than
-        status(): the daemon asks after every wake-up."""
+        status(), which reports the same five values: the daemon asks after every wake-up,
+        and the simulator's invariants read it at every sample."""
         dc, members, version = self._fresh_dc(now)
         if dc is None:
             members = self._local_view(now)
@@ -1179,45 +1181,47 @@ class MembershipCore:
         return dc, term, self.is_dc(now), members, self.quorate(now)
 
     def status(self, now: float) -> NodeStatus:
-        dc, _, _ = self._fresh_dc(now)
-        members, version = self.members(now)
+        # dc, term, is_dc, members and quorate as crm_view() has them, so that the two
+        # never disagree; the member list's version is (0, 0) without a DC
+        dc, term, is_dc, members, quorate = self.crm_view(now)
+        version = self._fresh_dc(now)[2]
+        links = self.params.links
+        up = self.ping_up
         nodes: dict[str, PeerStatus] = {
             self.name: PeerStatus(
                 name=self.name,
                 node_id=self.node_id,
                 votes=self.votes,
                 state="left" if self.left else "online",
-                links=dict.fromkeys(self.params.links, "up"),
+                links=dict.fromkeys(links, "up"),
                 generation=self.generation,
                 last_heard=0.0,
                 attributes={"pingd": self.pingd()} if self.ping_targets else {},
             )
         }
         for peer in self.peers.values():
-            attributes = dict(peer.last_hb.attributes) if peer.last_hb else {}
+            link_up = peer.link_up
+            last_heard = peer.last_heard
             nodes[peer.name] = PeerStatus(
                 name=peer.name,
                 node_id=peer.node_id,
                 votes=peer.votes,
                 state=peer.state,
-                links={
-                    link: "up" if peer.link_up.get(link) else "down" for link in self.params.links
-                },
+                links={link: "up" if link_up.get(link) else "down" for link in links},
                 generation=peer.generation,
-                last_heard=None if peer.last_heard is None else round(now - peer.last_heard, 3),
-                attributes=attributes,
+                last_heard=None if last_heard is None else round(now - last_heard, 3),
+                attributes=dict(peer.last_hb.attributes) if peer.last_hb else {},
             )
-        ping = {a: "up" if self.ping_up.get(a) else "down" for a in self.params.ping}
+        ping = {a: "up" if up.get(a) else "down" for a in self.params.ping}
         for group in self.params.ping_groups:
-            ping[group.name] = "up" if any(self.ping_up.get(a) for a in group.addresses) else "down"
-        term = self.leader.term if self.leader else (version[0] if dc else self.high_term)
+            ping[group.name] = "up" if any(up.get(a) for a in group.addresses) else "down"
         return NodeStatus(
             node=self.name,
             generation=self.generation,
             dc=dc,
             term=term,
-            is_dc=self.is_dc(now),
-            quorate=self.quorate(now),
+            is_dc=is_dc,
+            quorate=quorate,
             votes=self._votes_of(members)
             + (self._qvote(now, members) if self.name in members else 0),
             expected_votes=self._total_votes(),

@@ -227,6 +227,7 @@ class CrmSlot:
     controller: Controller | None = None
     messaging: MessagingCore | None = None
     view: MembershipView | None = None
+    view_key: tuple[Any, ...] = ()  # the view's fields: compared after every membership step
     peers: tuple[str, ...] = ()
     call_id: int = 0
     busy_until: dict[str, float] = field(default_factory=dict)
@@ -240,6 +241,10 @@ class CrmSlot:
     recurring_serial: int = 0
     starting: set[str] = field(default_factory=set)  # starts ordered here, not complete yet
     up_since: float = 0.0  # the latest boot or resume of this node's daemon
+    # min(controller, messaging).next_deadline(), kept between calls into those cores: it
+    # depends only on their state, which changes only in CrmWorld._call, and _arm asks for it
+    # after every membership step. None: stale.
+    deadline: float | None = None
 
 
 # event kinds of the CRM (the world's handlers dispatch them here)
@@ -312,7 +317,9 @@ class CrmWorld:
         except Exception:
             self._error(node, f"construction raised:\n{traceback.format_exc()}")
         slot.view = None
+        slot.view_key = ()
         slot.peers = ()
+        slot.deadline = None
         slot.busy_until = {}
         slot.recurring = {}
         slot.buffer = []
@@ -385,9 +392,11 @@ class CrmWorld:
             # the newest holder: terms start again at 1 when the whole cluster restarted
             # (two holders at once are invariant (a)'s business)
             self.dc_of_term[term] = node.name
-        view = MembershipView(dc, term, is_dc, tuple(members), quorate)
-        if view != slot.view:
-            slot.view = view
+        # compared as a plain tuple: most steps change nothing, and then no view is built
+        key = (dc, term, is_dc, tuple(members), quorate)
+        if key != slot.view_key:
+            slot.view_key = key
+            view = slot.view = MembershipView(*key)
             peers = tuple(m for m in members if m != node.name)
             effects: list[Any] = []
             if peers != slot.peers:
@@ -417,6 +426,7 @@ class CrmWorld:
         world = self.world
         local = node.clock.local(world.now)
         world.trace.update(struct.pack("<dBs", world.now, node.idx, b"c" + what[:1].encode()))
+        self.slots[node.idx].deadline = None  # the call may move the cores' deadlines
         try:
             if wall:
                 return list(fn(*args, local, WALL0 + world.now))
@@ -502,10 +512,13 @@ class CrmWorld:
     def _arm(self, node: SimNode, slot: CrmSlot) -> None:
         if slot.controller is None or slot.messaging is None or node.paused:
             return
-        try:
-            deadline = min(slot.controller.next_deadline(), slot.messaging.next_deadline())
-        except Exception:
-            self._error(node, f"next_deadline raised:\n{traceback.format_exc()}")
+        deadline = slot.deadline
+        if deadline is None:
+            try:
+                deadline = min(slot.controller.next_deadline(), slot.messaging.next_deadline())
+            except Exception:
+                self._error(node, f"next_deadline raised:\n{traceback.format_exc()}")
+            slot.deadline = deadline
         if deadline == slot.scheduled:
             return
         slot.tick_token += 1

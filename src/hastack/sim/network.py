@@ -55,6 +55,10 @@ class Network:
         self.q_baseline: list[tuple[tuple[float, float], tuple[float, float]]] = []
         self.q_up: list[Route] = []  # per node: node -> quorum server
         self.q_down: list[Route] = []  # per node: quorum server -> node
+        # partition_groups() of the current faults, asked at every sample while the faults
+        # change far less often; _groups_known is False until computed after a change
+        self._groups: list[list[int]] | None = None
+        self._groups_known = False
         self._recompute()
 
     def add_quorum_server(self, rng: random.Random) -> None:
@@ -79,6 +83,7 @@ class Network:
         self._recompute()
 
     def _recompute(self) -> None:
+        self._groups_known = False
         n = self.n
         hosts = n if self.q is None else n + 1
         self.nodes_active = [f for f in self.active if any(s < n and d < n for s, d in f.pairs)]
@@ -158,7 +163,15 @@ class Network:
         Two nodes are connected when some link carries both directions between them. The
         sides are returned only when connectivity is transitive (every side a clique):
         heartbeat does not relay, so A-B, B-C without A-C is not a partition with sides.
+        The result depends only on the active faults: it is computed once per change of
+        them, and callers must not modify it.
         """
+        if not self._groups_known:
+            self._groups = self._partition_groups()
+            self._groups_known = True
+        return self._groups
+
+    def _partition_groups(self) -> list[list[int]] | None:
         # (a fault only on the quorum server's paths leaves the nodes' sides as they are)
         if any(f.kind != "partition" for f in self.nodes_active):
             return None
