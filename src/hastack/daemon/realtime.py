@@ -42,6 +42,17 @@ def apply(priority: int = PRIORITY) -> list[str]:
     return problems
 
 
+def apply_to_thread(priority: int = PRIORITY) -> list[str]:
+    """SCHED_RR at `priority` for the calling thread only (threads do not inherit it from a
+    process that set SCHED_RESET_ON_FORK); the problem, if any."""
+    try:
+        policy = os.SCHED_RR | getattr(os, "SCHED_RESET_ON_FORK", 0x40000000)
+        os.sched_setscheduler(0, policy, os.sched_param(priority))  # 0: this thread
+    except (OSError, AttributeError) as exc:
+        return [f"realtime scheduling not set (SCHED_RR {priority}): {exc}"]
+    return []
+
+
 def current() -> str:
     """The scheduling policy this process has now, by name (for status and tests)."""
     policy = os.sched_getscheduler(0) & ~getattr(os, "SCHED_RESET_ON_FORK", 0x40000000)

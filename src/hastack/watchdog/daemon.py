@@ -1,11 +1,13 @@
 """`hastack watchdog run`: the watchdog daemon, the thin asyncio shell around the sans-IO parts.
 
-Two loops share the event loop:
+A thread and a loop:
 
-* the **keep-alive loop** feeds the device every ``interval`` seconds. It stops feeding when
-  the checks are stuck (a system check that has not returned within ``watchdog-timeout``, or
-  a repair with ``repair-timeout = 0`` running, as 5.16 does not feed then either): a machine
-  whose checks hang is reset by the device. Once an action is taken it never feeds again;
+* the **feeding thread** feeds the device every ``interval`` seconds on its own clock (so a
+  busy event loop does not delay a keep-alive). It stops feeding when the event loop stops
+  running for ``watchdog-timeout``, when the checks are stuck (a system check that has not
+  returned within ``watchdog-timeout``, or a repair with ``repair-timeout = 0`` running, as
+  5.16 does not feed then either): a machine whose daemon or checks hang is reset by the
+  device. Once an action is taken it never feeds again;
 * the **check loop** runs every configured check each ``interval`` (:mod:`.probes`, and the
   user's test binaries in the background, :mod:`.children`), passes each result to the
   sequencer (:mod:`.sequencer`: retry, repair, act), runs the repairs it asks for, and carries
@@ -23,6 +25,8 @@ import contextlib
 import logging
 import os
 import signal
+import sys
+import threading
 import time
 from typing import Any
 
@@ -72,6 +76,9 @@ class WatchdogDaemon:
         self._dry_run_acted: set[tuple[str, str]] = set()
         self._stop = asyncio.Event()
         self._checks: asyncio.Task[None] | None = None
+        self._loop_alive = time.monotonic()
+        self._feed_stop = threading.Event()
+        self._feed_lock = threading.Lock()  # the action closes the device under the feeder
         self._problems: list[str] = []
 
     # --- life cycle ----------------------------------------------------------------------
@@ -91,10 +98,14 @@ class WatchdogDaemon:
         loop.add_signal_handler(signal.SIGHUP, self._sighup)
         self._checks = loop.create_task(self._check_loop(), name="watchdog checks")
         self._checks.add_done_callback(self._checks_ended)
-        tasks = [loop.create_task(self._keepalive_loop(), name="watchdog keep-alive"), self._checks]
+        tasks = [loop.create_task(self._liveness_loop(), name="watchdog liveness"), self._checks]
+        feeding = threading.Thread(target=self._feed_forever, args=(loop,), name="keep-alive")
+        feeding.start()
         try:
             await self._stop.wait()
         finally:
+            self._feed_stop.set()
+            feeding.join()
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -127,6 +138,9 @@ class WatchdogDaemon:
             raise DaemonError(str(exc)) from None
         for warning in self.cfg.warnings:
             log.warning("%s", warning)
+        # The feeding thread waits for the GIL at most this long when another thread holds
+        # it (5 ms by default): a keep-alive is then late by a millisecond, not five.
+        sys.setswitchinterval(0.001)
         if self.cfg.realtime:
             for problem in realtime.apply(self.cfg.priority):
                 log.warning("realtime = yes: %s", problem)
@@ -199,20 +213,48 @@ class WatchdogDaemon:
             return False, f"the checks have not returned for {now - since:.0f} s"
         return True, ""
 
-    async def _keepalive_loop(self) -> None:
-        stalled = ""
+    async def _liveness_loop(self) -> None:
+        """The event loop proves it runs: the feeding thread stops when this stops."""
         while True:
-            allowed, why = self.feeding_allowed(time.monotonic())
-            if allowed:
-                code = self.feeder.keepalive()
-                if code:
-                    await self._judge(
-                        CheckResult("keep-alive", self.cfg.watchdog_device or "", code, "")
-                    )
-            elif why != stalled:
+            self._loop_alive = time.monotonic()
+            await asyncio.sleep(self.cfg.interval)
+
+    def _judge_soon(self, result: CheckResult) -> None:
+        asyncio.get_running_loop().create_task(self._judge(result))
+
+    def _feed_forever(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The feeding thread: one keep-alive every interval on its own clock (realtime with
+        the daemon), so that a busy event loop (a check cycle, the status file, a log line)
+        does not delay it; but only while the loop itself keeps running and the checks allow
+        it (feeding_allowed)."""
+        if self.cfg.realtime:
+            # SCHED_RESET_ON_FORK (realtime.apply) gives new threads the ordinary policy:
+            # this one, the one that matters, asks for realtime itself.
+            for problem in realtime.apply_to_thread(self.cfg.priority):
+                log.warning("realtime = yes, keep-alive thread: %s", problem)
+        stalled = ""
+        # Half an interval after each check cycle starts: the cycle's own Python work (it
+        # holds the GIL) is then over, and the keep-alive does not wait for it.
+        next_at = time.monotonic() + self.cfg.interval / 2
+        while not self._feed_stop.wait(max(0.0, next_at - time.monotonic())):
+            now = time.monotonic()
+            allowed, why = self.feeding_allowed(now)
+            if allowed and now - self._loop_alive > self.cfg.watchdog_timeout:
+                allowed, why = (
+                    False,
+                    f"the event loop has not run for {now - self._loop_alive:.0f} s",
+                )
+            code = 0
+            with self._feed_lock:
+                if allowed and self.feeder.armed:
+                    code = self.feeder.keepalive()
+            if code:
+                result = CheckResult("keep-alive", self.cfg.watchdog_device or "", code, "")
+                loop.call_soon_threadsafe(self._judge_soon, result)
+            elif not allowed and why != stalled:
                 log.error("keep-alives stop: %s", why)
             stalled = "" if allowed else why
-            await asyncio.sleep(self.cfg.interval)
+            next_at = max(next_at + self.cfg.interval, now)
 
     # --- checks --------------------------------------------------------------------------
 
@@ -330,7 +372,8 @@ class WatchdogDaemon:
             log.warning("%s", await actions.stop_cluster_resources(self.cfg, wait))
         await asyncio.to_thread(os.sync)
         log.error("%s", await actions.carry_out(self.cfg, fault))
-        self.feeder.close(magic=False)
+        with self._feed_lock:
+            self.feeder.close(magic=False)
         log.error(
             "keep-alives stopped for good: the device resets the machine if it is "
             "still up after its timeout"
