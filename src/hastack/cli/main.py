@@ -34,6 +34,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("quorum", "hastack.cli.quorum_cmd"),
     ("replica", "hastack.cli.replica_cmd"),
     ("watchdog", "hastack.cli.watchdog_cmd"),
+    ("mon", "hastack.cli.mon_cmd"),
 )
 
 

@@ -367,6 +367,8 @@ class WatchdogDaemon:
             self.fault = None
             self._write_status()
             return
+        for _test, runner in self.tests:
+            runner.stop()  # no more checks: a test still running (or just restarted) goes
         if self.cfg.cluster_socket:
             wait = min(actions.STANDBY_WAIT, max(1.0, self.cfg.watchdog_timeout / 2))
             log.warning("%s", await actions.stop_cluster_resources(self.cfg, wait))
