@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -405,3 +406,44 @@ def test_a_bad_config_is_refused_with_file_and_line_and_nothing_runs(tmp_path: P
         timeout=30,
     )
     assert check.returncode == 1 and f"{conf}:2" in check.stderr
+
+
+def test_a_watchdog_reboot_can_go_through_kexec(rig, tmp_path: Path) -> None:
+    """reboot-command = `hastack kernel kexec reboot --fallback`: the running kernel (a fixture
+    /boot and /proc here) is loaded with its command line, then booted. The kexec binary is a
+    stand-in that records its calls, and the fallback a script: nothing can reboot this host."""
+    release = "6.1.0-test"
+    boot, proc = tmp_path / "boot", tmp_path / "proc"
+    boot.mkdir()
+    proc.mkdir()
+    (boot / f"vmlinuz-{release}").write_bytes(b"MZ kernel")
+    (boot / f"initrd.img-{release}").write_bytes(b"initrd")
+    (boot / f"config-{release}").write_text("CONFIG_KEXEC=y\n")
+    (proc / "cmdline").write_text("root=/dev/vda1 ro quiet\n")
+    kexec = script(tmp_path / "kexec", f'echo "$@" >> "{tmp_path}/kexec-calls"\n')
+    fallback = script(tmp_path / "plain-reboot.sh", f'echo plain >> "{tmp_path}/kexec-calls"\n')
+    server = subprocess.Popen(["sleep", "1000"])
+    pidfile = tmp_path / "server.pid"
+    pidfile.write_text(f"{server.pid}\n")
+    r = rig(f"pidfile = {pidfile}\nretry-timeout = 0\n")
+    r.started.append(server)
+    # The rig's reboot script records the action; here it also reboots the way an operator
+    # who chose kexec would configure it.
+    hastack = shlex.join([sys.executable, "-m", "hastack"])
+    kexec_reboot = (
+        f"{hastack} kernel kexec reboot --fallback --init other --release {release} "
+        f"--kexec {kexec} --proc {proc} --boot {boot} --fallback-command {fallback}"
+    )
+    script(tmp_path / "reboot.sh", f'{kexec_reboot}\necho reboot >> "{tmp_path}/actions"\n')
+    r.start()
+    fed(r)
+    assert not (tmp_path / "kexec-calls").exists()
+    server.kill()
+    server.wait()
+    went_down(r, "pidfile", 3)  # ESRCH
+    calls = (tmp_path / "kexec-calls").read_text().splitlines()
+    assert calls == [
+        f"-l {boot}/vmlinuz-{release} --initrd={boot}/initrd.img-{release} "
+        "--append=root=/dev/vda1 ro quiet",
+        "-e",
+    ]

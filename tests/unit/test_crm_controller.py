@@ -290,6 +290,40 @@ def test_a_node_shutting_down_has_its_resources_moved_first() -> None:
     assert c.ctl["n1"].local_running() == []
 
 
+def test_a_node_attribute_change_is_an_event_of_the_dc_once_per_change() -> None:
+    c = started(Cluster(CIB, NODES, operation_edit=_operations()))
+    changes = [("n2", "pingd", "100"), ("n2", "pingd", "100"), ("n2", "pingd", None)]
+    for node, name, value in changes:  # the second is no change: no event
+        c.handle(node, c.ctl[node].set_node_attribute(name, value, c.now, c.wall))
+        c.run()
+    # the same through an operator's request (crm_attribute --lifetime reboot)
+    reply = c.request(
+        "n3",
+        {
+            "op": "node-attribute",
+            "node": "n3",
+            "name": "bond-bond0-degraded",
+            "value": "1",
+            "lifetime": "reboot",
+        },
+        "attr",
+    )
+    assert reply.get("ok"), reply
+    c.run()
+    seen = [
+        (e.fields["node"], e.fields["name"], e.fields["previous"], e.fields["value"])
+        for _, e in c.events
+        if e.name == "attribute-changed"
+    ]
+    assert seen == [
+        ("n2", "pingd", None, "100"),
+        ("n2", "pingd", "100", None),
+        ("n3", "bond-bond0-degraded", None, "1"),
+    ]
+    tellers = {node for node, e in c.events if e.name == "attribute-changed"}
+    assert tellers == {n for n in NODES if c.ctl[n].view.is_dc}  # the DC alone tells
+
+
 def test_a_node_that_loses_quorum_stops_what_it_runs_unless_told_otherwise() -> None:
     c = started(Cluster(CIB, NODES))
     # n1 is cut off: the others keep quorum and a DC, n1 alone has neither

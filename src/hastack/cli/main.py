@@ -35,6 +35,9 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("replica", "hastack.cli.replica_cmd"),
     ("watchdog", "hastack.cli.watchdog_cmd"),
     ("mon", "hastack.cli.mon_cmd"),
+    ("kernel", "hastack.cli.kernel_cmd"),
+    ("nines", "hastack.availability.cli_nines:add_commands"),
+    ("analyze", "hastack.analyze.cli:add_commands"),
 )
 
 

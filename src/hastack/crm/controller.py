@@ -79,6 +79,7 @@ from hastack.crm.status_edit import (
     record_op,
     replace_lrm,
     set_transient,
+    transient,
 )
 from hastack.crm.transition import Action, Cancel, plan
 from hastack.membership.effects import Log
@@ -161,6 +162,25 @@ class Event:
 
     name: str  # resource-started, resource-failed, node-lost, transition-complete, ...
     fields: dict[str, Any] = field(default_factory=dict)
+
+
+def attribute_events(node: str, before: Mapping[str, str], after: Mapping[str, str]) -> list[Event]:
+    """One ``attribute-changed`` event per transient attribute of `node` whose value changed
+    (a value of None: deleted), in name order, for the history, the log and alert agents."""
+    return [
+        Event(
+            "attribute-changed",
+            {
+                "node": node,
+                "name": name,
+                "value": after.get(name),
+                "previous": before.get(name),
+                "desc": f"{name} deleted" if name not in after else f"{name}={after[name]}",
+            },
+        )
+        for name in sorted(before.keys() | after.keys())
+        if before.get(name) != after.get(name)
+    ]
 
 
 @dataclass(frozen=True)
@@ -632,10 +652,11 @@ class Controller:
         name, value = message["name"], message["value"]
         if not isinstance(name, str) or not (value is None or isinstance(value, str)):
             raise ValueError("an attribute needs a name and a text value (or null)")
+        before = transient(self.states.get(sender))
         self.states = set_transient(self.states, sender, {name: value})
         self._abort(f"attribute {name} of {sender} changed")
         self._share_needed = True
-        return []
+        return list(attribute_events(sender, before, transient(self.states.get(sender))))
 
     def _lost_quorum(self) -> list[Effect]:
         """This node's partition lost quorum: apply no-quorum-policy to what runs here, on
@@ -1326,6 +1347,8 @@ class Controller:
             old = self.states.get(name)
             if old is not None and old.transient != state.transient:
                 self.states[name] = replace(old, transient=state.transient)
+                # the events leave with this input's other effects (see _take_outbox)
+                self._outbox += attribute_events(name, transient(old), transient(state))
         self._abort("the configuration changed")
         self._share_needed = True
         return {"ok": True, "summary": result.summary, "epoch": list(self.config_version)}

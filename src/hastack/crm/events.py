@@ -26,7 +26,8 @@ fencing-failed        fencing     ``fields["executioner"]``, ``fields["origin"]`
                                   failure
 quorum-lost           quorum      previous ("quorate"), ``fields["votes"]``,
 quorum-regained       quorum      ``fields["expected_votes"]`` when known; node is None
-attribute-changed     attribute   node, ``fields["name"]``, ``fields["value"]`` (None: deleted)
+attribute-changed     attribute   node, ``fields["name"]``, ``fields["value"]`` (None: deleted),
+                                  previous (the value before; None: it was not set)
 transition-started    transition  ``fields["transition"]`` (its number), ``fields["actions"]``,
 transition-completed  transition  ``fields["reason"]`` (what made the scheduler run); desc is a
 transition-aborted    transition  one-line summary. History only: never sent to hooks.

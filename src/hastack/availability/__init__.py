@@ -1,0 +1,1 @@
+"""Availability arithmetic: nines, downtime, MTTF/MTTR, block models and their Monte-Carlo check."""

@@ -1,0 +1,1 @@
+"""Kernel live patches: the /sys/kernel/livepatch state, load/enable/disable, Ksplice tools."""
