@@ -197,8 +197,9 @@ def _print_statuses(
             continue
         facts = [status.mode, f"MII {status.mii_status or '?'}"]
         if status.active_slave or status.primary:
-            facts.append(f"active {status.active_slave or 'None'}")
-            facts.append(f"primary {status.primary or 'None'}")
+            facts.append(f"active {status.active_slave or 'none'}")  # the kernel prints None
+        if status.primary:
+            facts.append(f"primary {status.primary}")
         if status.miimon_ms:
             facts.append(f"miimon {status.miimon_ms} ms")
         if status.arp_interval_ms:
