@@ -139,10 +139,14 @@ class VolumeRunner:
         self._detaching: asyncio.Task[None] | None = None
         self._shell_io = 0
         self._meta_failed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
-        return asyncio.get_running_loop()
+        # Asked for on every write: the running loop, found once (a runner lives in one loop).
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
 
     # --- effects -------------------------------------------------------------------------
 

@@ -53,7 +53,7 @@ What it implements (drbd.conf's model, written from DRBD's documented behaviour)
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
@@ -413,7 +413,9 @@ class ReplicaEngine(ResizeMixin):
         # Primary side
         self._next_seq = 1
         self._requests: dict[int, _Request] = {}
-        self._tl: dict[int, _Request] = {}  # mirrored writes whose barrier is not acked yet
+        # Mirrored writes whose barrier is not acked yet, oldest first (by seq, so by epoch):
+        # a barrier ack releases a prefix, taken from the front without scanning the rest.
+        self._tl: OrderedDict[int, _Request] = OrderedDict()
         self._epoch = 1
         self._epoch_writes = 0
         self._epoch_completed = False  # a write of the open epoch has completed
@@ -2049,8 +2051,12 @@ class ReplicaEngine(ResizeMixin):
 
     def _receive_barrier_ack(self, epoch: int) -> None:
         self._barrier_acked = max(self._barrier_acked, epoch)
-        for seq in [s for s, r in self._tl.items() if r.epoch <= epoch]:
-            req = self._tl.pop(seq)
+        tl = self._tl
+        while tl:
+            req = next(iter(tl.values()))
+            if req.epoch > epoch:
+                break
+            tl.popitem(last=False)
             if req.completed:
                 self._out.append(Released(req.handle))
         self._check_flushes()
