@@ -124,7 +124,8 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         "--socket",
         type=Path,
         metavar="PATH",
-        help="the node daemon's control socket (RUN_DIR/NODE/control)",
+        help="the node daemon's control socket: RUN_DIR/NODE/control.sock, "
+        "e.g. /run/hastack/node1/control.sock",
     )
     watch.add_argument("--node", metavar="NAME", help="this node's name (default: uname -n)")
     watch.add_argument("--json", action="store_true", help="one JSON object per line")
