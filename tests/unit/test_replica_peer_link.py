@@ -60,3 +60,30 @@ def test_round_trip(chunks: list[tuple[int, bytes]]) -> None:
         peer_link.encode_chunk(v, d) for v, d in chunks
     )
     assert peer_link.Decoder().feed(stream) == chunks
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 65535), st.binary(max_size=3000)), max_size=8),
+    st.lists(st.integers(1, 4000), min_size=1, max_size=30),
+)
+def test_chunks_cut_anywhere_across_reads_come_out_whole_and_in_order(
+    chunks: list[tuple[int, bytes]], cuts: list[int]
+) -> None:
+    stream = peer_link.encode_greeting("res", "n") + b"".join(
+        peer_link.encode_chunk(v, d) for v, d in chunks
+    )
+    decoder = peer_link.Decoder()
+    got: list[tuple[int, bytes]] = []
+    pos, turn = 0, 0
+    while pos < len(stream):
+        step = cuts[turn % len(cuts)]
+        got += [(v, bytes(d)) for v, d in decoder.feed(stream[pos : pos + step])]
+        pos, turn = pos + step, turn + 1
+    assert got == chunks
+
+
+def test_an_oversized_chunk_is_refused_when_its_header_comes_in_two_reads() -> None:
+    decoder = peer_link.Decoder()
+    decoder.feed(peer_link.encode_greeting("r0", "bob") + b"\x00\x00\xff")
+    with pytest.raises(peer_link.PeerLinkError, match="exceeds"):
+        decoder.feed(b"\xff\xff\xff")

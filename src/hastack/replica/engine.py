@@ -504,13 +504,14 @@ class ReplicaEngine(ResizeMixin):
             self._link_down(reason, standalone=False)
         return self._flush_out()
 
-    def receive_bytes(self, now: float, data: bytes) -> list[Effect]:
+    def receive_bytes(self, now: float, *chunks: bytes | memoryview) -> list[Effect]:
+        """The peer's bytes, in one or more pieces of its stream: one batch of effects."""
         self._clock(now)
         link = self._link
         if link is None:
             return []
         try:
-            messages = link.decoder.feed(data)
+            messages = [message for data in chunks for message in link.decoder.feed(data)]
         except wire.WireError as exc:
             self._fail(f"protocol error from peer: {exc}")
             return self._flush_out()

@@ -41,6 +41,9 @@ __all__ = ["DEFAULT_ADDRESS", "Access", "Backend", "Export", "FileBackend", "NBD
 DEFAULT_ADDRESS = ("127.0.0.1", 10809)
 INLINE_WRITE = 128 * 1024  # FileBackend writes up to this size run on the event loop
 _READ_CHUNK = 256 * 1024
+# Above twice this a stream reader stops reading the socket; asyncio's 64 KiB would stop and
+# restart it several times for every 1 MiB write.
+STREAM_LIMIT = 4 << 20
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -299,7 +302,9 @@ class NBDServer:
         self._handlers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, self.host, self.port)
+        self._server = await asyncio.start_server(
+            self._accept, self.host, self.port, limit=STREAM_LIMIT
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("NBD server listening on %s:%d", self.host, self.port)
 

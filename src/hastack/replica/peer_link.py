@@ -43,38 +43,82 @@ def encode_greeting(resource: str, node: str) -> bytes:
     return bytes(out)
 
 
+def chunk_header(volume: int, length: int) -> bytes:
+    """The header of a chunk of `length` bytes; sent followed by the bytes themselves."""
+    if length > MAX_CHUNK:
+        raise PeerLinkError(f"chunk of {length} bytes exceeds {MAX_CHUNK}")
+    return _CHUNK.pack(volume, length)
+
+
 def encode_chunk(volume: int, data: bytes) -> bytes:
-    if len(data) > MAX_CHUNK:
-        raise PeerLinkError(f"chunk of {len(data)} bytes exceeds {MAX_CHUNK}")
-    return _CHUNK.pack(volume, len(data)) + data
+    return chunk_header(volume, len(data)) + data
+
+
+Chunk = bytes | memoryview
 
 
 class Decoder:
-    """Feed bytes; get the greeting once, then (volume, bytes) chunks."""
+    """Feed bytes; get the greeting once, then (volume, bytes) chunks.
+
+    Chunks are read-only views of the bytes fed, or of one buffer joined from the pieces of a
+    chunk that came in several reads: a 1 MiB write is copied once on its way through at most.
+    """
 
     def __init__(self) -> None:
-        self._buf = bytearray()
+        self._buf = bytearray()  # the greeting, until it is whole
+        self._parts: list[memoryview] = []  # the pieces of an unfinished chunk
+        self._have = 0  # bytes in _parts
         self.greeting: Greeting | None = None
 
-    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
-        self._buf += data
-        if self.greeting is None and not self._read_greeting():
-            return []
-        out: list[tuple[int, bytes]] = []
-        buf = self._buf
+    def feed(self, data: bytes) -> list[tuple[int, Chunk]]:
+        if self.greeting is None:
+            self._buf += data
+            if not self._read_greeting():
+                return []
+            data, self._buf = bytes(self._buf), bytearray()
+        view = memoryview(data).toreadonly()
+        out: list[tuple[int, Chunk]] = []
+        if self._parts:
+            view = self._finish_chunk(view, out)
         pos = 0
-        while len(buf) - pos >= _CHUNK.size:
-            volume, length = _CHUNK.unpack_from(buf, pos)
-            if length > MAX_CHUNK:
-                raise PeerLinkError(f"chunk of {length} bytes exceeds {MAX_CHUNK}")
+        while len(view) - pos >= _CHUNK.size:
+            volume, length = self._header(view, pos)
             end = pos + _CHUNK.size + length
-            if end > len(buf):
+            if end > len(view):
                 break
-            with memoryview(buf) as view:  # one copy, not a slice's two
-                out.append((volume, bytes(view[pos + _CHUNK.size : end])))
+            out.append((volume, view[pos + _CHUNK.size : end]))
             pos = end
-        del buf[:pos]
+        if pos < len(view):
+            self._parts.append(view[pos:])
+            self._have += len(view) - pos
         return out
+
+    @staticmethod
+    def _header(view: memoryview, pos: int) -> tuple[int, int]:
+        volume, length = _CHUNK.unpack_from(view, pos)
+        if length > MAX_CHUNK:
+            raise PeerLinkError(f"chunk of {length} bytes exceeds {MAX_CHUNK}")
+        return volume, length
+
+    def _finish_chunk(self, view: memoryview, out: list[tuple[int, Chunk]]) -> memoryview:
+        """Add the start of `view` to the unfinished chunk; returns what is left of `view`."""
+        if self._have < _CHUNK.size:  # the header itself was cut: join just its pieces
+            head = b"".join([*self._parts, view[: _CHUNK.size - self._have]])
+            self._parts = [memoryview(head)]
+            view = view[_CHUNK.size - self._have :]
+            self._have = len(head)
+            if self._have < _CHUNK.size:
+                return view
+        volume, length = self._header(self._parts[0], 0)
+        missing = _CHUNK.size + length - self._have
+        if len(view) < missing:
+            self._parts.append(view)
+            self._have += len(view)
+            return view[len(view) :]
+        whole = memoryview(b"".join([*self._parts, view[:missing]])).toreadonly()
+        out.append((volume, whole[_CHUNK.size :]))
+        self._parts, self._have = [], 0
+        return view[missing:]
 
     def _read_greeting(self) -> bool:
         buf = self._buf

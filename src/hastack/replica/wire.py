@@ -62,28 +62,34 @@ def integrity_digest(alg: str, payload: bytes) -> bytes:
 
 
 class _Reader:
+    """Reads a body in place (a view of the decoder's buffer); what it returns are copies, so
+    nothing a message keeps refers to that buffer."""
+
     __slots__ = ("_data", "_pos", "_what")
 
-    def __init__(self, data: bytes, what: str) -> None:
-        self._data = data
+    def __init__(self, data: bytes | memoryview, what: str) -> None:
+        self._data = memoryview(data)
         self._pos = 0
         self._what = what
 
-    def take(self, n: int) -> bytes:
-        end = self._pos + n
+    def _advance(self, n: int) -> int:
+        start, end = self._pos, self._pos + n
         if end > len(self._data):
             raise WireError(
                 f"{self._what}: body truncated (needs {end} bytes, has {len(self._data)})"
             )
-        chunk = self._data[self._pos : end]
         self._pos = end
-        return chunk
+        return start
+
+    def take(self, n: int) -> bytes:
+        start = self._advance(n)
+        return bytes(self._data[start : start + n])
 
     def unpack(self, fmt: struct.Struct) -> tuple[int, ...]:
-        return fmt.unpack(self.take(fmt.size))
+        return fmt.unpack_from(self._data, self._advance(fmt.size))
 
     def u8(self) -> int:
-        return self.take(1)[0]
+        return self._data[self._advance(1)]
 
     def blob8(self) -> bytes:
         return self.take(self.u8())
@@ -100,7 +106,7 @@ class _Reader:
             raise WireError(f"{self._what}: text is not UTF-8") from exc
 
     def rest(self) -> bytes:
-        chunk = self._data[self._pos :]
+        chunk = bytes(self._data[self._pos :])
         self._pos = len(self._data)
         return chunk
 
@@ -176,6 +182,10 @@ class Message:
 
     def pack(self) -> bytes:
         raise NotImplementedError
+
+    def pack_parts(self) -> list[bytes]:
+        """The body in pieces that `encode` joins once (a payload is not copied per layer)."""
+        return [self.pack()]
 
     @classmethod
     def unpack(cls, r: _Reader) -> Message:
@@ -295,8 +305,11 @@ class Data(Message):
     digest: bytes = b""  # data-integrity-alg digest of payload; empty when not configured
 
     def pack(self) -> bytes:
+        return b"".join(self.pack_parts())
+
+    def pack_parts(self) -> list[bytes]:
         head = _DATA.pack(self.offset, self.seq, self.epoch, self.flags)
-        return head + _blob8(self.digest) + self.payload
+        return [head, _blob8(self.digest), self.payload]
 
     @classmethod
     def unpack(cls, r: _Reader) -> Data:
@@ -847,14 +860,17 @@ class ResizeReply(Message):
 
 
 def encode(message: Message, sequence: int) -> bytes:
-    body = message.pack()
-    if len(body) > MAX_BODY:
-        raise ValueError(f"{type(message).__name__} body of {len(body)} bytes is over {MAX_BODY}")
-    return HEADER.pack(MAGIC, message.TYPE, 0, len(body), sequence) + body
+    parts = message.pack_parts()
+    length = sum(len(part) for part in parts)
+    if length > MAX_BODY:
+        raise ValueError(f"{type(message).__name__} body of {length} bytes is over {MAX_BODY}")
+    return b"".join([HEADER.pack(MAGIC, message.TYPE, 0, length, sequence), *parts])
 
 
-def _decode_header(header: bytes | bytearray, max_body: int) -> tuple[type[Message], int, int]:
-    magic, mtype, reserved, length, sequence = HEADER.unpack(header)
+def _decode_header(
+    source: bytes | bytearray | memoryview, pos: int, max_body: int
+) -> tuple[type[Message], int, int]:
+    magic, mtype, reserved, length, sequence = HEADER.unpack_from(source, pos)
     if magic != MAGIC:
         raise WireError(f"bad magic {magic:#010x} (expected {MAGIC:#010x})")
     if reserved:
@@ -867,7 +883,7 @@ def _decode_header(header: bytes | bytearray, max_body: int) -> tuple[type[Messa
     return cls, length, sequence
 
 
-def _decode_body(cls: type[Message], body: bytes) -> Message:
+def _decode_body(cls: type[Message], body: bytes | memoryview) -> Message:
     reader = _Reader(body, cls.__name__)
     message = cls.unpack(reader)
     reader.done()
@@ -878,7 +894,7 @@ def decode(frame: bytes, *, max_body: int = MAX_BODY) -> tuple[Message, int]:
     """Decode exactly one whole frame; returns (message, sequence)."""
     if len(frame) < HEADER_SIZE:
         raise WireError(f"frame truncated: {len(frame)} bytes, header needs {HEADER_SIZE}")
-    cls, length, sequence = _decode_header(frame[:HEADER_SIZE], max_body)
+    cls, length, sequence = _decode_header(frame, 0, max_body)
     if len(frame) != HEADER_SIZE + length:
         raise WireError(
             f"{cls.__name__} frame is {len(frame)} bytes, header says {HEADER_SIZE + length}"
@@ -895,28 +911,40 @@ class Decoder:
     expected_sequence: int = 1
     _buffer: bytearray = field(default_factory=bytearray)
 
-    def feed(self, data: bytes) -> list[Message]:
-        self._buffer += data
-        buf = self._buffer
+    def feed(self, data: bytes | memoryview) -> list[Message]:
+        # With nothing buffered (the peer link hands over whole frames) the frames are decoded
+        # in place; only the bytes of an unfinished frame are kept, as a copy.
+        buffered = bool(self._buffer)
+        if buffered:
+            self._buffer += data
+        source = self._buffer if buffered else data
         out: list[Message] = []
         pos = 0
-        # Frames are taken by position and the buffer shortened once: deleting each frame from
-        # the front would move the rest of a large read once per frame.
-        try:
-            while len(buf) - pos >= HEADER_SIZE:
-                cls, length, sequence = _decode_header(buf[pos : pos + HEADER_SIZE], self.max_body)
-                if sequence != self.expected_sequence:
-                    raise WireError(f"frame sequence {sequence}, expected {self.expected_sequence}")
-                end = pos + HEADER_SIZE + length
-                if len(buf) < end:
-                    break
-                with memoryview(buf) as view:  # one copy, not a slice's two
-                    body = bytes(view[pos + HEADER_SIZE : end])
-                pos = end
-                self.expected_sequence += 1
-                out.append(_decode_body(cls, body))
-        finally:
-            del buf[:pos]
+        with memoryview(source) as view:
+            try:
+                while len(view) - pos >= HEADER_SIZE:
+                    cls, length, sequence = _decode_header(view, pos, self.max_body)
+                    if sequence != self.expected_sequence:
+                        raise WireError(
+                            f"frame sequence {sequence}, expected {self.expected_sequence}"
+                        )
+                    end = pos + HEADER_SIZE + length
+                    if len(view) < end:
+                        break
+                    body = view[pos + HEADER_SIZE : end]
+                    pos = end
+                    self.expected_sequence += 1
+                    try:
+                        out.append(_decode_body(cls, body))
+                    finally:
+                        body.release()
+            finally:
+                # Frames are taken by position and the buffer shortened once: deleting each
+                # frame from the front would move the rest of a large read once per frame.
+                if not buffered:
+                    self._buffer += view[pos:]
+        if buffered:
+            del self._buffer[:pos]
         return out
 
     @property
