@@ -76,6 +76,7 @@ TARGET_LABELS = {
 PLAIN_SERVER = textwrap.dedent(
     """\
     import asyncio, signal, sys
+    import uvloop  # as hastack replica serve runs it
     from hastack.replica.nbd_server import Export, FileBackend, NBDServer
 
     async def main(path, port):
@@ -88,7 +89,7 @@ PLAIN_SERVER = textwrap.dedent(
         await server.stop(grace=2)
         backend.close()
 
-    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    uvloop.run(main(sys.argv[1], int(sys.argv[2])))
     """
 )
 

@@ -504,3 +504,34 @@ _frames = st.one_of(
 @given(st.lists(_frames, max_size=12))
 def test_fuzz_transmission_frames(chunks: list[bytes]) -> None:
     _drive(transmitting(max_payload=1024), chunks)
+
+
+@given(
+    st.lists(st.binary(min_size=1, max_size=3000), min_size=1, max_size=6),
+    st.lists(st.integers(1, 5000), min_size=1, max_size=10),
+)
+def test_write_payloads_arrive_whole_however_the_stream_is_cut(
+    payloads: list[bytes], cuts: list[int]
+) -> None:
+    conn = transmitting()
+    stream = b"".join(
+        request(Command.WRITE, cookie, 0, len(data)) + data
+        for cookie, data in enumerate(payloads, 1)
+    )
+    got: list[tuple[int, bytes]] = []
+    pos, turn = 0, 0
+    while pos < len(stream):
+        step = cuts[turn % len(cuts)]
+        for event in conn.receive_data(stream[pos : pos + step]):
+            assert isinstance(event, Request)
+            got.append((event.cookie, bytes(event.data)))
+        pos, turn = pos + step, turn + 1
+    assert got == list(enumerate(payloads, 1))
+
+
+def test_a_payload_does_not_change_when_the_callers_buffer_does() -> None:
+    conn = transmitting()
+    fed = bytearray(request(Command.WRITE, 1, 0, 4) + b"abcd")
+    (event,) = conn.receive_data(fed)
+    fed[-4:] = b"XXXX"
+    assert isinstance(event, Request) and bytes(event.data) == b"abcd"

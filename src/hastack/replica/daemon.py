@@ -75,7 +75,7 @@ log = logging.getLogger("hastack.replica")
 TICK = 0.1  # engine ticks: pings, epoch closing, resync pacing
 HANDLER_TIMEOUT = 60.0
 _ZERO_CHUNK = 1 << 20
-_READ_SIZE = 256 * 1024
+_READ_SIZE = 4 << 20  # whatever the reader holds: whole 1 MiB frames, mostly
 # Frames wait for the end of the loop iteration to leave in one write, but not more than this
 # many: the peer starts on the first writes of a batch (or this side on the first acks) while
 # the rest are still being worked through here, so the two daemons work at the same time

@@ -234,7 +234,8 @@ class Request:
     flags: CommandFlag
     offset: int
     length: int
-    data: bytes = b""
+    # A WRITE's payload: often a read-only view of the bytes the shell fed (not a copy).
+    data: bytes | memoryview = b""
 
     @property
     def fua(self) -> bool:
@@ -311,7 +312,10 @@ class ServerConnection:
         self.max_in_flight_bytes = max_in_flight_bytes
         self.export: ExportInfo | None = None
         self._phase = _Phase.CLIENT_FLAGS
-        self._buf = bytearray()
+        # What is unparsed starts at _pos. The buffer is the caller's own bytes while nothing
+        # was left over from before (parsed in place: a WRITE's payload is a view, not a
+        # copy), a bytearray of our own once a message spans two reads.
+        self._buf: bytes | bytearray = bytearray()
         self._pos = 0
         self._eof = False
         self._out = bytearray()
@@ -355,7 +359,11 @@ class ServerConnection:
         """Feed bytes from the client; b"" means end of file."""
         if self.closed:
             return []
-        if data:
+        if data and self._pos == len(self._buf):
+            self._buf, self._pos = bytes(data), 0
+        elif data:
+            if isinstance(self._buf, bytes):
+                self._buf, self._pos = bytearray(memoryview(self._buf)[self._pos :]), 0
             self._buf += data
         else:
             self._eof = True
@@ -407,12 +415,13 @@ class ServerConnection:
                 progressed = self._request(events)
             if not progressed:
                 break
-        # Compact once per call instead of once per message.
-        if self._pos:
+        # Compact once per call instead of once per message (the caller's bytes are left as
+        # they are: receive_data copies what is unparsed of them when more comes).
+        if self._pos and isinstance(self._buf, bytearray):
             del self._buf[: self._pos]
             self._pos = 0
         if self._eof and not self.closed and not self._paused:
-            if self._buf or self._skip is not None:
+            if self._available() or self._skip is not None:
                 self._close(events, "connection closed in the middle of a message", clean=False)
             elif self._phase is _Phase.TRANSMISSION:
                 # proto.md: a client that just closes is treated as if it had sent NBD_CMD_DISC.
@@ -431,9 +440,17 @@ class ServerConnection:
         self._pos += n
         return data
 
+    def _take_payload(self, n: int) -> bytes | memoryview:
+        """A WRITE's payload: a view when the buffer is the caller's immutable bytes."""
+        if isinstance(self._buf, bytearray):
+            return self._take(n)
+        data = memoryview(self._buf)[self._pos : self._pos + n]
+        self._pos += n
+        return data
+
     def _close(self, events: list[Event], reason: str, clean: bool) -> None:
         self._phase = _Phase.CLOSED
-        self._buf.clear()
+        self._buf = bytearray()
         self._pos = 0
         self._skip = None
         events.append(Closed(reason, clean))
@@ -615,7 +632,7 @@ class ServerConnection:
         if has_payload and self._available() < _REQUEST.size + length:
             return False
         self._pos += _REQUEST.size
-        data = self._take(length) if has_payload else b""
+        data = self._take_payload(length) if has_payload else b""
         if error != NBDError.OK:
             self._reply(cookie, error)
             return True

@@ -40,7 +40,7 @@ __all__ = ["DEFAULT_ADDRESS", "Access", "Backend", "Export", "FileBackend", "NBD
 
 DEFAULT_ADDRESS = ("127.0.0.1", 10809)
 INLINE_WRITE = 128 * 1024  # FileBackend writes up to this size run on the event loop
-_READ_CHUNK = 256 * 1024
+_READ_CHUNK = 4 << 20  # whatever the reader holds: a 1 MiB WRITE mostly parsed in place
 # Above twice this a stream reader stops reading the socket; asyncio's 64 KiB would stop and
 # restart it several times for every 1 MiB write.
 STREAM_LIMIT = 4 << 20
