@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from hastack.replica import control, peer_link
+from hastack.replica import control, peer_link, peer_stream
 from hastack.replica.backing import create_metadata, read_metadata
 from hastack.replica.config import parse_drbd_conf
 from hastack.replica.daemon import ReplicaCommandError, ReplicaDaemon
@@ -188,6 +188,58 @@ def test_a_connection_for_another_resource_is_refused(tmp_path: Path) -> None:
             assert _states(daemons["bob"])[0] == "Connecting"
 
     asyncio.run(scenario())
+
+
+def test_a_connection_that_never_greets_is_closed_after_the_greeting_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(peer_stream, "GREETING_TIMEOUT", 0.3)
+    conf = _conf(tmp_path)
+    bob_address = conf.resource("r0").hosts[1].address
+
+    async def scenario() -> None:
+        async with _daemons(conf, tmp_path) as daemons:
+            await _ask(tmp_path, "bob", "up")
+            reader, writer = await asyncio.open_connection(bob_address.host, bob_address.port)
+            assert await asyncio.wait_for(reader.read(), timeout=5) == b""  # closed on us
+            writer.close()
+            _, writer = await asyncio.open_connection(bob_address.host, bob_address.port)
+            writer.write(b"HSR")  # the start of a greeting, then gone
+            writer.close()
+            await _until(lambda: "closed before its greeting" in caplog.text)
+            assert _states(daemons["bob"])[0] == "Connecting"
+
+    with caplog.at_level("WARNING", logger="hastack.replica"):
+        asyncio.run(scenario())
+    assert "r0: refused a peer connection: no greeting within 0.3 s" in caplog.text
+
+
+def test_the_dialler_drops_a_peer_that_answers_as_another_node(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    conf = _conf(tmp_path)
+    bob_address = conf.resource("r0").hosts[1].address
+    greetings: list[bytes] = []
+
+    async def impostor(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        greetings.append(await reader.read(100))
+        writer.write(peer_link.encode_greeting("r0", "mallory"))
+        await reader.read()  # until alice closes
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(impostor, bob_address.host, bob_address.port)
+        async with server, _daemons(conf, tmp_path) as daemons:
+            await _ask(tmp_path, "alice", "up")  # bob stays down: the impostor has his port
+            await _until(lambda: "answered as 'mallory'" in caplog.text)
+            assert _states(daemons["alice"])[0] in ("Connecting", "StandAlone")
+
+    with caplog.at_level("WARNING", logger="hastack.replica"):
+        asyncio.run(scenario())
+    assert greetings[0] == peer_link.encode_greeting("r0", "alice")
+    assert (
+        f"r0: connection to bob lost: protocol error: the peer at {bob_address.host_port} "
+        "answered as 'mallory' for resource 'r0'"
+    ) in caplog.text
 
 
 def test_disconnect_keeps_standalone_and_writes_go_to_the_bitmap(tmp_path: Path) -> None:

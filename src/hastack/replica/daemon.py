@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import os
 import random
@@ -34,7 +35,7 @@ import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hastack.replica import peer_link, reconfigure
@@ -68,6 +69,8 @@ from hastack.replica.engine import (
 from hastack.replica.engine_resize import ResizeAsked, Resized
 from hastack.replica.model import Address, DrbdConf, Host, Resource, Volume
 from hastack.replica.nbd_server import Access, Export, NBDServer, WriteDone
+from hastack.replica.peer_stream import PeerStream
+from hastack.replica.ranges import RangeIndex
 from hastack.replica.states import ConnState, DiskState, Role
 
 log = logging.getLogger("hastack.replica")
@@ -75,17 +78,12 @@ log = logging.getLogger("hastack.replica")
 TICK = 0.1  # engine ticks: pings, epoch closing, resync pacing
 HANDLER_TIMEOUT = 60.0
 _ZERO_CHUNK = 1 << 20
-_READ_SIZE = 4 << 20  # whatever the reader holds: whole 1 MiB frames, mostly
 # Frames wait for the end of the loop iteration to leave in one write, but not more than this
 # many: the peer starts on the first writes of a batch (or this side on the first acks) while
 # the rest are still being worked through here, so the two daemons work at the same time
 # instead of in turns. (Protocol C, 4 KiB writes at queue depth 32: about 3,000 IOPS sending
 # once per iteration, about 5,000 sending every 4 frames; docs/benchmarks.md.)
 SEND_EVERY = 4
-# A stream reader stops reading its socket above twice its limit: asyncio's default (64 KiB)
-# stops and restarts it several times for every 1 MiB write, at the cost of two epoll calls
-# each time.
-STREAM_LIMIT = 4 << 20
 _READY = Prepared(None, None)  # nothing to make stable first
 INLINE_WRITE = 128 * 1024  # local writes up to this size are issued on the event loop
 DETACH_DRAIN = 10.0  # seconds a detach waits for local I/O in flight before closing anyway
@@ -139,6 +137,7 @@ class VolumeRunner:
         self._issued: set[int] = set()  # admitted writes the engine issued locally
         self._metadata_event = asyncio.Event()  # replaced each time a transaction is stable
         self._inflight: dict[int, _Write] = {}  # token -> local write in flight
+        self._inflight_ranges = RangeIndex()  # their byte ranges, by token
         self.metadata: MetadataKeeper | None = MetadataKeeper(
             backing, self.engine, time.monotonic()
         )
@@ -203,9 +202,12 @@ class VolumeRunner:
 
     def _write(self, effect: WriteLocal) -> None:
         start, stop = effect.offset, effect.offset + len(effect.data)
-        before = [w.done for w in self._inflight.values() if w.start < stop and start < w.stop]
+        before = [
+            self._inflight[token].done for token in self._inflight_ranges.overlapping(start, stop)
+        ]
         entry = _Write(start, stop, self.loop.create_future())
         self._inflight[effect.token] = entry
+        self._inflight_ranges.add(effect.token, start, stop)
         prepared: Prepared | None
         if effect.handle is not None and effect.handle in self._admitted:
             # An application write was admitted to the activity log before the engine saw it.
@@ -245,7 +247,8 @@ class VolumeRunner:
             self.backing.end_write(effect.offset, len(effect.data))
         # An application write keeps its extent hot until the engine says the write is
         # settled on both sides (Released), not merely done here.
-        self._inflight.pop(effect.token, None)
+        if self._inflight.pop(effect.token, None) is not None:
+            self._inflight_ranges.remove(effect.token, entry.start, entry.stop)
         entry.done.set_result(None)
         self.run(self.engine.io_done(time.monotonic(), effect.token, ok))
 
@@ -611,16 +614,6 @@ class ReplicaBackend:
 # --- one resource --------------------------------------------------------------------------
 
 
-@dataclass
-class _Connection:
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    task: asyncio.Task[None] | None = None
-    decoder: peer_link.Decoder = field(default_factory=peer_link.Decoder)
-    greeted: bool = False  # the other side's greeting was checked
-    pending: list[bytes] = field(default_factory=list)  # chunks to send at the end of this turn
-
-
 class ResourceRunner:
     """One resource on this node: its volumes, its peer connection, its verbs."""
 
@@ -633,7 +626,7 @@ class ResourceRunner:
         self.peer = peer
         self.peer_name = peer.names[0] if peer.names else peer.address.host
         self.volumes: dict[int, VolumeRunner] = {}
-        self.conn: _Connection | None = None
+        self.conn: PeerStream | None = None
         self.want_connect = False
         self._server: asyncio.base_events.Server | None = None
         self._dialer: asyncio.Task[None] | None = None
@@ -923,19 +916,24 @@ class ResourceRunner:
 
     async def _dial_loop(self) -> None:
         interval = max(1, self.config.net.connect_int)
+        loop = asyncio.get_running_loop()
         while self.want_connect:
             if self.conn is None and self.volumes and self._wants_connection():
                 addr = self._peer_address()
+                greeting = peer_link.encode_greeting(self.name, self.node)
                 try:
-                    reader, writer = await asyncio.wait_for(
-                        asyncio.open_connection(addr.host, addr.port, limit=STREAM_LIMIT),
+                    _, stream = await asyncio.wait_for(
+                        loop.create_connection(
+                            functools.partial(PeerStream, self, greeting, accepting=False),
+                            addr.host,
+                            addr.port,
+                        ),
                         timeout=max(1.0, self.config.net.connect_int),
                     )
                 except (TimeoutError, OSError) as err:
                     log.debug("%s: connecting to %s: %s", self.name, addr.host_port, err)
                 else:
-                    writer.write(peer_link.encode_greeting(self.name, self.node))
-                    self._connected(reader, writer)
+                    self._connected(stream)
             self._wake_dialer.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake_dialer.wait(), timeout=interval)
@@ -945,60 +943,58 @@ class ResourceRunner:
 
     async def _listen(self) -> None:
         addr = self.host.address
+        greeting = peer_link.encode_greeting(self.name, self.node)
         try:
-            self._server = await asyncio.start_server(
-                self._accept, addr.host, addr.port, limit=STREAM_LIMIT
+            self._server = await asyncio.get_running_loop().create_server(
+                lambda: PeerStream(self, greeting, accepting=True), addr.host, addr.port
             )
         except OSError as err:
             raise ReplicaCommandError(
                 f"{self.name}: cannot listen on {addr.host_port}: {err.strerror or err}"
             ) from None
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        decoder = peer_link.Decoder()
-        early: list[tuple[int, peer_link.Chunk]] = []  # chunks that came with the greeting
-        try:
-            while decoder.greeting is None:
-                data = await asyncio.wait_for(reader.read(4096), timeout=10.0)
-                if not data:
-                    raise peer_link.PeerLinkError("closed before its greeting")
-                early += decoder.feed(data)
-        except (TimeoutError, peer_link.PeerLinkError, OSError) as err:
-            log.warning("%s: refused a peer connection: %s", self.name, err)
-            writer.close()
-            return
-        greeting = decoder.greeting
-        problem = ""
+    # --- PeerOwner: what the peer connection reports --------------------------------------
+
+    def greeted(self, stream: PeerStream, greeting: peer_link.Greeting) -> str:
+        if not stream.accepting:
+            # The dialler checks the accepting side's greeting as it was checked.
+            if (greeting.resource, greeting.node) != (self.name, self.peer_name):
+                return (
+                    f"the peer at {self.peer.address.host_port} answered as "
+                    f"{greeting.node!r} for resource {greeting.resource!r}"
+                )
+            return ""
         if greeting.resource != self.name:
-            problem = f"it is for resource {greeting.resource!r}"
-        elif greeting.node != self.peer_name:
-            problem = f"it comes from {greeting.node!r}, the peer is {self.peer_name!r}"
-        elif not self.want_connect or not self.volumes:
-            problem = "this resource is not connecting (StandAlone or down)"
-        if not problem and self.conn is not None:
+            return f"it is for resource {greeting.resource!r}"
+        if greeting.node != self.peer_name:
+            return f"it comes from {greeting.node!r}, the peer is {self.peer_name!r}"
+        if not self.want_connect or not self.volumes:
+            return "this resource is not connecting (StandAlone or down)"
+        if self.conn is not None:
             # The peer restarted before we noticed the old connection die.
             self.close_connection("the peer connected again")
-        if not problem and not self._wants_connection():
-            problem = "this resource is StandAlone (run `connect`)"
-        if problem:
-            log.warning("%s: refused a peer connection: %s", self.name, problem)
-            writer.close()
-            return
-        writer.write(peer_link.encode_greeting(self.name, self.node))
-        self._connected(reader, writer, decoder, early)
+        if not self._wants_connection():
+            return "this resource is StandAlone (run `connect`)"
+        return ""
 
-    def _connected(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        decoder: peer_link.Decoder | None = None,
-        early: list[tuple[int, peer_link.Chunk]] | None = None,
-    ) -> None:
-        conn = _Connection(reader, writer)
-        if decoder is not None:
-            conn.decoder = decoder
-            conn.greeted = True
-        self.conn = conn
+    def accepted(self, stream: PeerStream) -> None:
+        self._connected(stream)
+
+    def chunks(self, stream: PeerStream, chunks: list[tuple[int, peer_link.Chunk]]) -> None:
+        for volume, pieces in _by_volume(chunks):
+            if self.conn is not stream:
+                return
+            runner = self.volumes.get(volume)
+            if runner is None:
+                raise peer_link.PeerLinkError(f"peer sent data for unknown volume {volume}")
+            runner.run(runner.engine.receive_bytes(time.monotonic(), *pieces))
+
+    def lost(self, stream: PeerStream, reason: str) -> None:
+        if self.conn is stream:
+            self._lost(reason)
+
+    def _connected(self, stream: PeerStream) -> None:
+        self.conn = stream
         log.info("%s: connected to %s", self.name, self.peer_name)
         now = time.monotonic()
         for runner in self.volumes.values():
@@ -1006,39 +1002,7 @@ class ResourceRunner:
                 continue
             with contextlib.suppress(EngineError):
                 runner.run(runner.engine.connection_made(now))
-        conn.task = asyncio.create_task(self._read_loop(conn, early or []))
-
-    async def _read_loop(self, conn: _Connection, early: list[tuple[int, peer_link.Chunk]]) -> None:
-        reason = "connection closed by peer"
-        try:
-            chunks = early
-            while self.conn is conn:
-                for volume, pieces in _by_volume(chunks):
-                    runner = self.volumes.get(volume)
-                    if runner is None:
-                        raise peer_link.PeerLinkError(f"peer sent data for unknown volume {volume}")
-                    runner.run(runner.engine.receive_bytes(time.monotonic(), *pieces))
-                    if self.conn is not conn:
-                        return
-                data = await conn.reader.read(_READ_SIZE)
-                if not data:
-                    break
-                chunks = conn.decoder.feed(data)
-                greeting = conn.decoder.greeting
-                if greeting is not None and not conn.greeted:
-                    # The dialler checks the accepting side's greeting as it was checked.
-                    if (greeting.resource, greeting.node) != (self.name, self.peer_name):
-                        raise peer_link.PeerLinkError(
-                            f"the peer at {self.peer.address.host_port} answered as "
-                            f"{greeting.node!r} for resource {greeting.resource!r}"
-                        )
-                    conn.greeted = True
-        except peer_link.PeerLinkError as err:
-            reason = f"protocol error: {err}"
-        except (OSError, ConnectionError) as err:
-            reason = f"connection error: {err}"
-        if self.conn is conn:
-            self._lost(reason)
+        stream.take()
 
     def send(self, volume: int, frame: bytes) -> None:
         conn = self.conn
@@ -1046,18 +1010,10 @@ class ResourceRunner:
             return
         if not conn.pending:
             # Frames of the same loop iteration leave in one send: one syscall, not dozens.
-            asyncio.get_running_loop().call_soon(self._send_pending, conn)
+            asyncio.get_running_loop().call_soon(conn.send_pending)
         conn.pending += (peer_link.chunk_header(volume, len(frame)), frame)
         if len(conn.pending) >= 2 * SEND_EVERY:
-            self._send_pending(conn)
-
-    @staticmethod
-    def _send_pending(conn: _Connection) -> None:
-        if not conn.pending:
-            return
-        if not conn.writer.is_closing():
-            conn.writer.writelines(conn.pending)  # one vectored write: the frames not joined
-        conn.pending.clear()
+            conn.send_pending()
 
     def _reconnect(self, reason: str) -> None:
         """Drop the connection and dial again now (the handshake decides afresh)."""
@@ -1074,7 +1030,7 @@ class ResourceRunner:
         conn, self.conn = self.conn, None
         if conn is None:
             return
-        conn.writer.close()
+        conn.close()
         log.warning("%s: connection to %s lost: %s", self.name, self.peer_name, reason)
         now = time.monotonic()
         for runner in self.volumes.values():

@@ -75,6 +75,7 @@ from hastack.replica.generations import (
 from hastack.replica.handshake import NodeState, sync_handshake
 from hastack.replica.model import Disk, Handlers, Net
 from hastack.replica.progress import SyncProgress
+from hastack.replica.ranges import RangeIndex
 from hastack.replica.resync_control import Pacer, pacer_for
 from hastack.replica.states import ConnState, DiskState, Role
 
@@ -425,6 +426,7 @@ class ReplicaEngine(ResizeMixin):
         # Secondary side
         self._rx_queue: deque[_RxWrite | _RxBarrier | _RxVerify] = deque()
         self._rx_inflight: dict[int, _RxWrite] = {}
+        self._rx_ranges = RangeIndex()  # the byte ranges of _rx_inflight, by token
         self._rx_barrier_busy = False
         # Resync
         self._sync_peer_gens: Generations | None = None
@@ -2133,10 +2135,7 @@ class ReplicaEngine(ResizeMixin):
                 self._drop_rx_write(item)
                 continue
             length = item.length if isinstance(item, _RxVerify | _RxRead) else len(item.data)
-            if any(
-                _overlap(item.offset, length, w.offset, len(w.data))
-                for w in self._rx_inflight.values()
-            ):
+            if self._rx_ranges.overlapping(item.offset, item.offset + length):
                 return
             queue.popleft()
             if isinstance(item, _RxVerify):
@@ -2148,10 +2147,12 @@ class ReplicaEngine(ResizeMixin):
                 continue
             token = self._token(_Io("rx", rx=item))
             self._rx_inflight[token] = item
+            self._rx_ranges.add(token, item.offset, item.offset + len(item.data))
             self._out.append(WriteLocal(token, item.offset, item.data, item.fua))
 
     def _rx_write_done(self, now: float, token: int, item: _RxWrite, ok: bool) -> None:
         del self._rx_inflight[token]
+        self._rx_ranges.remove(token, item.offset, item.offset + len(item.data))
         if item.link is not self._link:
             pass  # its connection is gone: the peer's bitmap covers it, nothing to answer
         elif item.resync:

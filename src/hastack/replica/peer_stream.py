@@ -1,0 +1,183 @@
+"""The socket side of one peer connection: an asyncio protocol around peer_link's framing.
+
+The bytes the event loop reads go straight to the framing and on to the engines, in the same
+callback: no StreamReader in between (it copied every read twice and woke a task for each), so
+a 1 MiB write is decoded from the very bytes object the loop received.
+
+Both ends greet first (peer_link). The dialling side greets at once and checks the answer
+when it comes; the accepting side waits for the dialler's greeting (GREETING_TIMEOUT), lets
+its owner check it, and only then answers and hands the connection over. What arrives with a
+greeting, before the owner has taken the connection, is kept and delivered when it does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol, cast
+
+from hastack.replica import peer_link
+
+log = logging.getLogger("hastack.replica")
+
+GREETING_TIMEOUT = 10.0
+
+
+class PeerOwner(Protocol):
+    """What a PeerStream reports to (the resource's runner)."""
+
+    name: str
+
+    def greeted(self, stream: PeerStream, greeting: peer_link.Greeting) -> str:
+        """The other side's greeting: "" to go on, else why the connection is refused."""
+        ...
+
+    def accepted(self, stream: PeerStream) -> None:
+        """An accepted connection passed its greeting check: it is the peer connection now."""
+        ...
+
+    def chunks(self, stream: PeerStream, chunks: list[tuple[int, peer_link.Chunk]]) -> None:
+        """Chunks of the peer's stream, in order."""
+        ...
+
+    def lost(self, stream: PeerStream, reason: str) -> None:
+        """The connection ended (closed, reset, or a framing error)."""
+        ...
+
+
+class PeerStream(asyncio.Protocol):
+    def __init__(self, owner: PeerOwner, greeting: bytes, *, accepting: bool) -> None:
+        self.owner = owner
+        self.accepting = accepting
+        self.transport: asyncio.Transport | None = None
+        self.decoder = peer_link.Decoder()
+        self.pending: list[bytes] = []  # chunks to send at the end of this loop iteration
+        self._greeting = greeting  # this side's own
+        self._taken = False  # the owner has this connection; before that chunks are kept
+        self._early: list[tuple[int, peer_link.Chunk]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._ended = False
+        self._end_reason = ""  # why a dialled connection ended before the owner took it
+
+    # --- asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
+        self.transport = cast(asyncio.Transport, transport)
+        if self.accepting:
+            self._timer = asyncio.get_running_loop().call_later(
+                GREETING_TIMEOUT, self._refuse, f"no greeting within {GREETING_TIMEOUT:g} s"
+            )
+        else:
+            self.transport.write(self._greeting)
+
+    def data_received(self, data: bytes) -> None:
+        if self._ended:
+            return
+        had_greeting = self.decoder.greeting is not None
+        try:
+            chunks = self.decoder.feed(data)
+        except peer_link.PeerLinkError as err:
+            self._fail(err)
+            return
+        greeting = self.decoder.greeting
+        if greeting is not None and not had_greeting and not self._check(greeting):
+            return
+        if not self._taken:
+            self._early += chunks
+        elif chunks:
+            try:
+                self.owner.chunks(self, chunks)
+            except peer_link.PeerLinkError as err:
+                self._fail(err)
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes; connection_lost reports it
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._ended:
+            return
+        self._ended = True
+        reason = f"connection error: {exc}" if exc else "connection closed by peer"
+        if self._taken:
+            self.owner.lost(self, reason)
+        elif self.accepting:
+            why = f"connection error: {exc}" if exc else "closed before its greeting"
+            log.warning("%s: refused a peer connection: %s", self.owner.name, why)
+        else:
+            self._end_reason = reason
+
+    # --- the owner's side ---------------------------------------------------------------
+
+    def take(self) -> None:
+        """The owner has this connection: chunks that came early are delivered now (or the
+        loss, if a dialled connection ended before the owner took it)."""
+        self._taken = True
+        if self._end_reason:
+            self.owner.lost(self, self._end_reason)
+            return
+        early, self._early = self._early, []
+        if early and not self._ended:
+            try:
+                self.owner.chunks(self, early)
+            except peer_link.PeerLinkError as err:
+                self._fail(err)
+
+    def send_pending(self) -> None:
+        if not self.pending:
+            return
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.writelines(self.pending)  # one vectored write: frames not joined
+        self.pending.clear()
+
+    def close(self) -> None:
+        """The owner is done with this connection (it reports no loss for it). Frames queued
+        before still go out: a handshake that ends in a refusal (a split brain, say) must
+        reach the peer, which decides the same from it."""
+        self.send_pending()
+        self._ended = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.transport is not None:
+            self.transport.close()
+
+    # --- inside -------------------------------------------------------------------------
+
+    def _check(self, greeting: peer_link.Greeting) -> bool:
+        problem = self.owner.greeted(self, greeting)
+        if self.accepting:
+            if self._timer is not None:
+                self._timer.cancel()
+            if problem:
+                self._refuse(problem)
+                return False
+            assert self.transport is not None
+            self.transport.write(self._greeting)
+            self.owner.accepted(self)
+            return not self._ended
+        if problem:
+            self._fail(peer_link.PeerLinkError(problem))
+            return False
+        return True
+
+    def _refuse(self, why: str) -> None:
+        """An accepted connection that never became the peer connection."""
+        if self._ended:
+            return
+        log.warning("%s: refused a peer connection: %s", self.owner.name, why)
+        self.close()
+
+    def _fail(self, err: Exception) -> None:
+        if not self._taken:
+            if self.accepting:
+                self._refuse(str(err))
+            else:
+                self._end_reason = f"protocol error: {err}"
+                self.close()
+            return
+        if self._ended:
+            return
+        self.close()
+        self.owner.lost(self, f"protocol error: {err}")

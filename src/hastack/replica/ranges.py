@@ -1,0 +1,51 @@
+"""Byte ranges in flight, found by the 4 KiB blocks they touch. Sans-IO.
+
+A write must wait for an earlier write in flight that it overlaps (a disk may reorder
+concurrent writes). A resync keeps up to max-buffers writes in flight and a read of the peer's
+stream can bring hundreds at once; scanning everything in flight for each new write made that
+quadratic. Here the cost of a lookup is the number of blocks the new range touches.
+"""
+
+from __future__ import annotations
+
+_SHIFT = 12  # 4 KiB
+
+
+def _blocks(start: int, stop: int) -> range:
+    # A zero-length range is looked up at its block too (the exact test below decides).
+    return range(start >> _SHIFT, ((max(stop, start + 1) - 1) >> _SHIFT) + 1)
+
+
+class RangeIndex:
+    """Ranges [start, stop) under integer keys (tokens); which of them overlap a range."""
+
+    __slots__ = ("_by_block",)
+
+    def __init__(self) -> None:
+        self._by_block: dict[int, dict[int, tuple[int, int]]] = {}
+
+    def __len__(self) -> int:
+        return len({key for keys in self._by_block.values() for key in keys})
+
+    def add(self, key: int, start: int, stop: int) -> None:
+        for block in _blocks(start, stop):
+            self._by_block.setdefault(block, {})[key] = (start, stop)
+
+    def remove(self, key: int, start: int, stop: int) -> None:
+        for block in _blocks(start, stop):
+            keys = self._by_block.get(block)
+            if keys is not None:
+                keys.pop(key, None)
+                if not keys:
+                    del self._by_block[block]
+
+    def overlapping(self, start: int, stop: int) -> list[int]:
+        """Keys of the ranges that share a byte with [start, stop), each once."""
+        found: dict[int, None] = {}
+        for block in _blocks(start, stop):
+            keys = self._by_block.get(block)
+            if keys:
+                for key, (a, b) in keys.items():
+                    if a < stop and start < b:
+                        found[key] = None
+        return list(found)
