@@ -242,6 +242,45 @@ def test_the_dialler_drops_a_peer_that_answers_as_another_node(
     ) in caplog.text
 
 
+def test_protocol_a_writes_wait_while_the_send_buffer_is_full(tmp_path: Path) -> None:
+    # sndbuf-size/rcvbuf-size are set on the sockets, so the buffers fill early.
+    conf = _conf(tmp_path, protocol="A", extra_net="sndbuf-size 65536; rcvbuf-size 65536;")
+    chunk = 64 * 1024
+
+    async def scenario() -> None:
+        async with _daemons(conf, tmp_path) as daemons:
+            await _synced_pair(daemons, tmp_path)
+            alice, bob = daemons["alice"].resources["r0"], daemons["bob"].resources["r0"]
+            sock = alice.conn.transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) <= 2 * 65536
+            bob.conn.transport.pause_reading()  # a peer that stops taking data
+            runner = _volume(daemons["alice"])
+            written, blocked = 0, None
+            while written < 12 * MIB:
+                write = asyncio.ensure_future(
+                    runner.app_write(written, bytes([written // chunk % 251]) * chunk, False)
+                )
+                done, _ = await asyncio.wait([write], timeout=0.5)
+                if not done:
+                    blocked = write
+                    break
+                written += chunk
+            # Completed under protocol A while they fit in the buffers (the transport holds
+            # up to WRITE_HIGH): then the next write waits instead of the buffer growing.
+            assert blocked is not None, "12 MiB of writes completed into a stalled peer"
+            assert peer_stream.WRITE_HIGH <= written <= peer_stream.WRITE_HIGH + 2 * MIB
+            assert alice.congested and alice.status()["congestion"] == "n"
+            bob.conn.transport.resume_reading()
+            await asyncio.wait_for(blocked, timeout=10)  # it goes on once the buffer drains
+            written += chunk
+            # Protocol A: the Secondary catches up after the completions; nothing was lost.
+            expected = runner.backing.read(0, written)
+            await _until(lambda: _volume(daemons["bob"]).backing.read(0, written) == expected)
+            assert _states(daemons["bob"]) == ("Connected", "UpToDate", "UpToDate")
+
+    asyncio.run(scenario())
+
+
 def test_disconnect_keeps_standalone_and_writes_go_to_the_bitmap(tmp_path: Path) -> None:
     conf = _conf(tmp_path)
 

@@ -33,6 +33,7 @@ import os
 import random
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -138,6 +139,8 @@ class VolumeRunner:
         self._metadata_event = asyncio.Event()  # replaced each time a transaction is stable
         self._inflight: dict[int, _Write] = {}  # token -> local write in flight
         self._inflight_ranges = RangeIndex()  # their byte ranges, by token
+        # Application writes waiting for room in the peer connection's send buffer.
+        self._held_back: deque[tuple[int, bytes, bool, WriteDone]] = deque()
         self.metadata: MetadataKeeper | None = MetadataKeeper(
             backing, self.engine, time.monotonic()
         )
@@ -434,6 +437,20 @@ class VolumeRunner:
         DRBD's order: the extent is in the activity log on disk before the write goes to the
         local disk or to the peer, so a crash never leaves a block on either side that the
         crashed node's log does not name. A Diskless volume's writes go to the peer only."""
+        if self._held_back or self.resource.congested:
+            # DRBD's on-congestion block: the peer's send buffer is full, so the write waits
+            # (in order) instead of growing the buffer without bound; under protocol A a
+            # write completes once it is in that buffer.
+            self._held_back.append((offset, data, fua, done))
+            return
+        self._submit(offset, data, fua, done)
+
+    def resume_writes(self) -> None:
+        """The send buffer drained (or the connection is gone): writes held back go on."""
+        while self._held_back and not self.resource.congested:
+            self._submit(*self._held_back.popleft())
+
+    def _submit(self, offset: int, data: bytes, fua: bool, done: WriteDone) -> None:
         if self.backing is None or self.engine.disk_state is DiskState.DISKLESS:
             self._admit(offset, data, fua, done, admitted=False)
             return
@@ -924,7 +941,9 @@ class ResourceRunner:
                 try:
                     _, stream = await asyncio.wait_for(
                         loop.create_connection(
-                            functools.partial(PeerStream, self, greeting, accepting=False),
+                            functools.partial(
+                                PeerStream, self, greeting, accepting=False, **self._buffers()
+                            ),
                             addr.host,
                             addr.port,
                         ),
@@ -946,12 +965,23 @@ class ResourceRunner:
         greeting = peer_link.encode_greeting(self.name, self.node)
         try:
             self._server = await asyncio.get_running_loop().create_server(
-                lambda: PeerStream(self, greeting, accepting=True), addr.host, addr.port
+                lambda: PeerStream(self, greeting, accepting=True, **self._buffers()),
+                addr.host,
+                addr.port,
             )
         except OSError as err:
             raise ReplicaCommandError(
                 f"{self.name}: cannot listen on {addr.host_port}: {err.strerror or err}"
             ) from None
+
+    def _buffers(self) -> dict[str, int]:
+        net = self.config.net
+        return {"sndbuf": net.sndbuf_size, "rcvbuf": net.rcvbuf_size}
+
+    @property
+    def congested(self) -> bool:
+        """The peer connection's send buffer is full: new application writes wait."""
+        return self.conn is not None and self.conn.congested
 
     # --- PeerOwner: what the peer connection reports --------------------------------------
 
@@ -992,6 +1022,11 @@ class ResourceRunner:
     def lost(self, stream: PeerStream, reason: str) -> None:
         if self.conn is stream:
             self._lost(reason)
+
+    def congestion_over(self, stream: PeerStream) -> None:
+        if self.conn is stream:
+            for runner in list(self.volumes.values()):
+                runner.resume_writes()
 
     def _connected(self, stream: PeerStream) -> None:
         self.conn = stream
@@ -1035,6 +1070,8 @@ class ResourceRunner:
         now = time.monotonic()
         for runner in self.volumes.values():
             runner.run(runner.engine.connection_lost(now, reason))
+        for runner in list(self.volumes.values()):
+            runner.resume_writes()  # no send buffer now: held writes go to the bitmap
         # The dialler tries again after connect-int, not at once: a peer that accepts and
         # then refuses would otherwise be redialled in a busy loop.
 
@@ -1156,6 +1193,8 @@ class ResourceRunner:
             "peer_role": st.get("peer_role", "Unknown"),
             "cstate": st.get("cstate", "StandAlone") if self.volumes else "Unconfigured",
             "protocol": self.config.net.protocol,
+            # /proc/drbd's congestion letter: 'n' while the send buffer holds writes back.
+            "congestion": "n" if self.congested else "-",
             # DRBD's reasons ("fencing"), as status_view prints them (`s` in /proc/drbd).
             "suspended": sorted(
                 {reason for r in self.volumes.values() for reason in r.engine.suspended}

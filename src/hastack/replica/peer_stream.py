@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import Protocol, cast
 
 from hastack.replica import peer_link
@@ -21,6 +22,12 @@ from hastack.replica import peer_link
 log = logging.getLogger("hastack.replica")
 
 GREETING_TIMEOUT = 10.0
+# DRBD's on-congestion block: when the send buffer is full, new application writes wait. The
+# send buffer is the kernel's (sndbuf-size) and, above it, what the transport holds: over
+# WRITE_HIGH bytes the connection is congested until it is down to WRITE_LOW (one 1 MiB write
+# plus its frame fits under WRITE_HIGH).
+WRITE_HIGH = 2 << 20
+WRITE_LOW = 512 << 10
 
 
 class PeerOwner(Protocol):
@@ -44,11 +51,25 @@ class PeerOwner(Protocol):
         """The connection ended (closed, reset, or a framing error)."""
         ...
 
+    def congestion_over(self, stream: PeerStream) -> None:
+        """The send buffer drained below WRITE_LOW: writes held back may go."""
+        ...
+
 
 class PeerStream(asyncio.Protocol):
-    def __init__(self, owner: PeerOwner, greeting: bytes, *, accepting: bool) -> None:
+    def __init__(
+        self,
+        owner: PeerOwner,
+        greeting: bytes,
+        *,
+        accepting: bool,
+        sndbuf: int = 0,
+        rcvbuf: int = 0,
+    ) -> None:
         self.owner = owner
         self.accepting = accepting
+        self.congested = False  # the send buffer is full (over WRITE_HIGH)
+        self._sndbuf, self._rcvbuf = sndbuf, rcvbuf  # drbd.conf's sizes; 0: the kernel's
         self.transport: asyncio.Transport | None = None
         self.decoder = peer_link.Decoder()
         self.pending: list[bytes] = []  # chunks to send at the end of this loop iteration
@@ -64,6 +85,11 @@ class PeerStream(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
         self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
+        sock = transport.get_extra_info("socket")
+        for option, size in ((socket.SO_SNDBUF, self._sndbuf), (socket.SO_RCVBUF, self._rcvbuf)):
+            if size and sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, option, size)
         if self.accepting:
             self._timer = asyncio.get_running_loop().call_later(
                 GREETING_TIMEOUT, self._refuse, f"no greeting within {GREETING_TIMEOUT:g} s"
@@ -90,6 +116,14 @@ class PeerStream(asyncio.Protocol):
                 self.owner.chunks(self, chunks)
             except peer_link.PeerLinkError as err:
                 self._fail(err)
+
+    def pause_writing(self) -> None:
+        self.congested = True
+
+    def resume_writing(self) -> None:
+        self.congested = False
+        if self._taken and not self._ended:
+            self.owner.congestion_over(self)
 
     def eof_received(self) -> bool:
         return False  # the transport closes; connection_lost reports it
