@@ -2,8 +2,9 @@
 
 For every resource of drbd.conf that has a host section for this node, the daemon attaches each
 volume's backing device (backing.py), runs one ReplicaEngine per volume, keeps the resource's
-one TCP connection to its peer (peer_link.py framing), and serves each volume over NBD
-(nbd_server.py) while the resource is Primary. Verbs arrive on a control socket (control.py).
+one TCP connection to its peer (peer_stream.py, with peer_link.py's framing), and serves each
+volume over NBD (nbd_server.py) while the resource is Primary. Verbs arrive on a control socket
+(control.py).
 
 What the shell decides, and why:
 
@@ -20,6 +21,8 @@ What the shell decides, and why:
   new data generation is stable before the first write under it is acknowledged).
 * The bitmap is written when it changed, at most once a second, after the data it vouches for
   is stable, and at a clean stop.
+* While the peer connection's send buffer is full, new application writes wait in order
+  (DRBD's on-congestion block), so a slow peer cannot make this side buffer without bound.
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ _ZERO_CHUNK = 1 << 20
 # many: the peer starts on the first writes of a batch (or this side on the first acks) while
 # the rest are still being worked through here, so the two daemons work at the same time
 # instead of in turns. (Protocol C, 4 KiB writes at queue depth 32: about 3,000 IOPS sending
-# once per iteration, about 5,000 sending every 4 frames; docs/benchmarks.md.)
+# once per iteration, 4,500-5,000 sending every 4 frames; docs/benchmarks.md.)
 SEND_EVERY = 4
 _READY = Prepared(None, None)  # nothing to make stable first
 INLINE_WRITE = 128 * 1024  # local writes up to this size are issued on the event loop
