@@ -59,9 +59,14 @@ def test_an_unrepaired_fault_moves_the_services_away_before_the_reboot(tmp_path:
             vip = floating_ip(c)
             c.wait_converged(timeout=20)
             wait("the web group serves from n1", lambda: holders(c, vip) == ["n1"])
+            # The address is up as soon as the agent added it; the node daemon counts the
+            # resource as running once it has recorded the start's result, a moment later.
+            wait(
+                "n1 reports the web group running",
+                lambda: query(c["n1"].control_path, {"cmd": "health"})["running"],
+            )
             health = query(c["n1"].control_path, {"cmd": "health"})
             assert health["node"] == "n1" and health["quorate"] is True
-            assert health["running"], health  # the web group runs here
             conf = tmp_path / "watchdog.conf"
             conf.write_text(
                 textwrap.dedent(

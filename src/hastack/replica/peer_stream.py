@@ -57,6 +57,10 @@ class PeerOwner(Protocol):
 
 
 class PeerStream(asyncio.Protocol):
+    """One TCP connection to the peer, from either side: greeting, framing, the frames this
+    side sends (in `pending`, written at the latest every few frames by the owner), and the
+    send buffer's congestion."""
+
     def __init__(
         self,
         owner: PeerOwner,
