@@ -82,12 +82,6 @@ log = logging.getLogger("hastack.replica")
 TICK = 0.1  # engine ticks: pings, epoch closing, resync pacing
 HANDLER_TIMEOUT = 60.0
 _ZERO_CHUNK = 1 << 20
-# Frames wait for the end of the loop iteration to leave in one write, but not more than this
-# many: the peer starts on the first writes of a batch (or this side on the first acks) while
-# the rest are still being worked through here, so the two daemons work at the same time
-# instead of in turns. (Protocol C, 4 KiB writes at queue depth 32: about 3,000 IOPS sending
-# once per iteration, 4,500-5,000 sending every 4 frames; docs/benchmarks.md.)
-SEND_EVERY = 4
 _READY = Prepared(None, None)  # nothing to make stable first
 INLINE_WRITE = 128 * 1024  # local writes up to this size are issued on the event loop
 DETACH_DRAIN = 10.0  # seconds a detach waits for local I/O in flight before closing anyway
@@ -253,8 +247,8 @@ class VolumeRunner:
             self.backing.end_write(effect.offset, len(effect.data))
         # An application write keeps its extent hot until the engine says the write is
         # settled on both sides (Released), not merely done here.
-        if self._inflight.pop(effect.token, None) is not None:
-            self._inflight_ranges.remove(effect.token, entry.start, entry.stop)
+        self._inflight.pop(effect.token, None)
+        self._inflight_ranges.remove(effect.token)
         entry.done.set_result(None)
         self.run(self.engine.io_done(time.monotonic(), effect.token, ok))
 
@@ -1028,8 +1022,11 @@ class ResourceRunner:
 
     def congestion_over(self, stream: PeerStream) -> None:
         if self.conn is stream:
-            for runner in list(self.volumes.values()):
-                runner.resume_writes()
+            self._resume_held_writes()
+
+    def _resume_held_writes(self) -> None:
+        for runner in list(self.volumes.values()):
+            runner.resume_writes()
 
     def _connected(self, stream: PeerStream) -> None:
         self.conn = stream
@@ -1043,15 +1040,8 @@ class ResourceRunner:
         stream.take()
 
     def send(self, volume: int, frame: bytes) -> None:
-        conn = self.conn
-        if conn is None:
-            return
-        if not conn.pending:
-            # Frames of the same loop iteration leave in one send: one syscall, not dozens.
-            asyncio.get_running_loop().call_soon(conn.send_pending)
-        conn.pending += (peer_link.chunk_header(volume, len(frame)), frame)
-        if len(conn.pending) >= 2 * SEND_EVERY:
-            conn.send_pending()
+        if self.conn is not None:
+            self.conn.send(volume, frame)
 
     def _reconnect(self, reason: str) -> None:
         """Drop the connection and dial again now (the handshake decides afresh)."""
@@ -1073,8 +1063,7 @@ class ResourceRunner:
         now = time.monotonic()
         for runner in self.volumes.values():
             runner.run(runner.engine.connection_lost(now, reason))
-        for runner in list(self.volumes.values()):
-            runner.resume_writes()  # no send buffer now: held writes go to the bitmap
+        self._resume_held_writes()  # no send buffer now: held writes go to the bitmap
         # The dialler tries again after connect-int, not at once: a peer that accepts and
         # then refuses would otherwise be redialled in a busy loop.
 

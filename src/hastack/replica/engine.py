@@ -2152,7 +2152,7 @@ class ReplicaEngine(ResizeMixin):
 
     def _rx_write_done(self, now: float, token: int, item: _RxWrite, ok: bool) -> None:
         del self._rx_inflight[token]
-        self._rx_ranges.remove(token, item.offset, item.offset + len(item.data))
+        self._rx_ranges.remove(token)
         if item.link is not self._link:
             pass  # its connection is gone: the peer's bitmap covers it, nothing to answer
         elif item.resync:

@@ -19,19 +19,23 @@ def _blocks(start: int, stop: int) -> range:
 class RangeIndex:
     """Ranges [start, stop) under integer keys (tokens); which of them overlap a range."""
 
-    __slots__ = ("_by_block",)
+    __slots__ = ("_by_block", "_ranges")
 
     def __init__(self) -> None:
+        self._ranges: dict[int, tuple[int, int]] = {}
         self._by_block: dict[int, dict[int, tuple[int, int]]] = {}
 
     def __len__(self) -> int:
-        return len({key for keys in self._by_block.values() for key in keys})
+        return len(self._ranges)
 
     def add(self, key: int, start: int, stop: int) -> None:
+        self._ranges[key] = (start, stop)
         for block in _blocks(start, stop):
             self._by_block.setdefault(block, {})[key] = (start, stop)
 
-    def remove(self, key: int, start: int, stop: int) -> None:
+    def remove(self, key: int) -> None:
+        """Forget `key` (nothing happens if it is not here)."""
+        start, stop = self._ranges.pop(key, (0, 0))
         for block in _blocks(start, stop):
             keys = self._by_block.get(block)
             if keys is not None:

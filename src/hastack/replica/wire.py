@@ -913,7 +913,9 @@ class Decoder:
 
     def feed(self, data: bytes | memoryview) -> list[Message]:
         # With nothing buffered (the peer link hands over whole frames) the frames are decoded
-        # in place; only the bytes of an unfinished frame are kept, as a copy.
+        # in place; only the bytes of an unfinished frame are kept, as a copy. Frames are taken
+        # by position and a buffer shortened once: deleting each frame from the front would
+        # move the rest of a large read once per frame.
         buffered = bool(self._buffer)
         if buffered:
             self._buffer += data
@@ -939,8 +941,6 @@ class Decoder:
                     finally:
                         body.release()
             finally:
-                # Frames are taken by position and the buffer shortened once: deleting each
-                # frame from the front would move the rest of a large read once per frame.
                 if not buffered:
                     self._buffer += view[pos:]
         if buffered:
