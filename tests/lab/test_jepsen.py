@@ -11,6 +11,7 @@ import json
 import os
 import random
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -76,6 +77,59 @@ def test_two_holders_in_the_samples_are_one_period_of_dual_active() -> None:
     samples += [sample(0.3 + 0.02 * i, ("n3",)) for i in range(10)]
     (incident,) = dual_vip(samples)
     assert incident.nodes == ["n1", "n3"] and incident.t == 0.2
+
+
+WATCHER_MAC = bytes.fromhex("020000000005")
+MACS = {"n1": bytes.fromhex("020000000001"), "n2": bytes.fromhex("020000000002")}
+VIP = "10.9.0.200"
+
+
+def arp_frame(op: int, sender: bytes, target_mac: bytes, target_ip: str) -> bytes:
+    """An ARP packet from the holder `sender` of VIP, as Linux sends it."""
+    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, op) + sender + socket.inet_aton(VIP)
+    return target_mac + sender + b"\x08\x06" + arp + target_mac + socket.inet_aton(target_ip)
+
+
+def reply(node: str, request: bytes) -> bytes:
+    """Linux's reply of `node` to the who-has `request`: to the request's sender."""
+    return arp_frame(2, MACS[node], request[22:28], socket.inet_ntoa(request[28:32]))
+
+
+def test_an_arp_reply_is_matched_to_its_request_however_late_it_is_read() -> None:
+    """A watcher held up past its next request reads the old holder's reply to the previous
+    request together with the new holder's reply to the next: one MAC per request, no
+    dual-active; two holders answering one request are still caught."""
+    probe = jepsen.ArpProbe(WATCHER_MAC, VIP, [f"10.9.0.{128 + i}" for i in range(4)])
+    first, second = probe.request(), probe.request()
+    answers = [probe.answer(reply("n1", first), 1.0), probe.answer(reply("n2", second), 1.0)]
+    assert [(a.request, a.gratuitous) for a in answers if a] == [(1, False), (2, False)]
+    assert jepsen.dual_arp([a for a in answers if a], {}) == []
+    third = probe.request()
+    both = [probe.answer(reply(n, third), 2.0) for n in ("n1", "n2")]
+    (incident,) = jepsen.dual_arp([a for a in both if a], {"02:00:00:00:00:01": "n1"})
+    assert incident.nodes == ["02:00:00:00:00:02", "n1"]
+    # the pool wraps: request 5 reuses request 1's address, and its reply is request 5's
+    probe.request()
+    fifth = probe.request()
+    assert fifth[28:32] == first[28:32]
+    late = probe.answer(reply("n1", fifth), 3.0)
+    assert late is not None and late.request == 5
+
+
+def test_announcements_and_other_frames_are_not_answers() -> None:
+    probe = jepsen.ArpProbe(WATCHER_MAC, VIP, ["10.9.0.128"])
+    probe.request()
+    broadcast = b"\xff" * 6
+    gratuitous_request = arp_frame(1, MACS["n1"], broadcast, VIP)
+    gratuitous_reply = arp_frame(2, MACS["n1"], broadcast, VIP)
+    to_someone_else = arp_frame(2, MACS["n1"], bytes.fromhex("020000000009"), "10.9.0.128")
+    for frame in (gratuitous_request, gratuitous_reply, to_someone_else):
+        answer = probe.answer(frame, 1.0)
+        assert answer is not None and answer.gratuitous and answer.request == 0
+    assert probe.answer(b"\x00" * 41, 1.0) is None  # too short
+    other_ip = bytearray(reply("n1", probe.request()))
+    other_ip[28:32] = socket.inet_aton("10.9.0.7")
+    assert probe.answer(bytes(other_ip), 1.0) is None  # about another address
 
 
 def test_a_takeover_counts_as_fenced_only_with_a_fence_between_the_holdings() -> None:
@@ -209,6 +263,7 @@ def test_the_observer_sees_two_holders_and_two_arp_answers(tmp_path: Path) -> No
             lab[jepsen.WATCHER].netns,
             vip,
             {n: lab[n].addr(0) for n in NODES},
+            jepsen.arp_source_pool(lab),
         )
         observer.start()
         try:

@@ -19,7 +19,11 @@ Why it is built this way:
   are powered on (their own address is on eth0: a power-off flushes it), and which MAC the
   client's neighbour table has for the IP. A second thread sends an ARP who-has for the IP from
   a separate ``watcher`` host (raw packet socket, no arping needed; a host of its own so that
-  its requests never refresh the client's cache) and records every MAC that answers.
+  its requests never refresh the client's cache) and records every MAC that answers. Each
+  request names a different sender address of a pool (``ARP_SOURCES`` of them), and a reply is
+  addressed to the sender of the request it answers: so a reply is matched to its request by
+  its content, not by when this thread, which a loaded machine can hold up for longer than the
+  interval, happened to read it.
 * The nemesis (seeded) cuts a node off, partitions one node from the two others, cuts one
   direction, SIGKILLs a daemon, SIGSTOPs one for longer than deadtime, or powers a node off;
   then heals and revives what is down (a powered-off host must be powered on and its daemon
@@ -60,7 +64,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from hastack.lab.cluster import Cluster
-    from hastack.lab.netns import Host
+    from hastack.lab.netns import Host, Lab
 
 COUNTER_PORT = 8090
 SAMPLE_INTERVAL = 0.02  # seconds between observer samples and between ARP requests
@@ -69,6 +73,9 @@ CLIENT_TIMEOUT = 0.25  # connect and answer timeout of one request
 # Two answers from one node with another node's answer between them, closer than this, cannot
 # come from legitimate moves (each move is a stop, a message to the DC and a start).
 INTERLEAVE_WINDOW = 1.0
+# The watcher's ARP requests rotate over this many sender addresses (a reply older than
+# ARP_SOURCES * SAMPLE_INTERVAL would be matched to a later request of the same address).
+ARP_SOURCES = 64
 NODES = ("n1", "n2", "n3")
 CLIENT, WATCHER = "client", "watcher"
 
@@ -216,6 +223,14 @@ def enter_netns(netns: str) -> None:
         os.close(fd)
 
 
+def arp_source_pool(lab: Lab) -> list[str]:
+    """ARP_SOURCES addresses of link 0's subnet that no host takes (hosts take .1 upwards,
+    the floating IP is .200): the watcher's requests rotate over them."""
+    from hastack.lab.services import lab_address
+
+    return [lab_address(lab, 128 + i) for i in range(ARP_SOURCES)]
+
+
 @dataclass(frozen=True)
 class Sample:
     t: float
@@ -227,7 +242,7 @@ class Sample:
 
 @dataclass(frozen=True)
 class ArpAnswer:
-    request: int  # number of the who-has it answers (the last one sent before it came)
+    request: int  # number of the who-has it answers (0 for an announcement)
     t: float
     mac: str
     gratuitous: bool  # unsolicited (an announcement) rather than an answer to us
@@ -255,12 +270,14 @@ class Observer:
         watcher_ns: str,
         vip: str,
         own: dict[str, str],
+        arp_sources: Sequence[str],
         interval: float = SAMPLE_INTERVAL,
         status: Callable[[str], dict[str, Any] | None] | None = None,
     ) -> None:
         from pyroute2 import IPRoute
 
         self.vip, self.own, self.interval = vip, own, interval
+        self.arp_sources = list(arp_sources)  # sender addresses of the ARP requests
         self.names = sorted(netns)
         self.ipr = {name: IPRoute(netns=ns) for name, ns in netns.items()}
         self.client_ipr = IPRoute(netns=client_ns)
@@ -345,37 +362,63 @@ class Observer:
                     self.views.append(View(time.monotonic(), name, tuple(state["members"])))
 
     def _arp_loop(self) -> None:
+        """Ask who has the IP every interval (see ArpProbe). A thread held up past its next
+        request skips the missed ones rather than sending a burst."""
         enter_netns(self.watcher_ns)
         with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806)) as s:
             s.bind(("eth0", 0x0806))
-            mac = s.getsockname()[4][:6]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-                probe.connect((self.vip, 9))  # no packet: only to learn our source address
-                me = socket.inet_aton(probe.getsockname()[0])
-            vip = socket.inet_aton(self.vip)
-            arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac + me + b"\0" * 6 + vip
-            frame = b"\xff" * 6 + mac + b"\x08\x06" + arp
+            probe = ArpProbe(s.getsockname()[4][:6], self.vip, self.arp_sources)
             next_at = time.monotonic()
             while not self._stop.is_set():
-                s.send(frame)
-                self.arp_requests += 1
-                next_at += self.interval
+                s.send(probe.request())
+                self.arp_requests = probe.sent
+                next_at = max(next_at + self.interval, time.monotonic())
                 while (left := next_at - time.monotonic()) > 0:
                     ready, _, _ = select.select([s], [], [], left)
-                    if ready:
-                        self._arp_received(s.recv(128), vip, mac)
+                    if ready and (answer := probe.answer(s.recv(128), time.monotonic())):
+                        self.arp.append(answer)
 
-    def _arp_received(self, data: bytes, vip: bytes, mine: bytes) -> None:
-        if len(data) < 42 or data[12:14] != b"\x08\x06":
-            return
-        op = struct.unpack("!H", data[20:22])[0]
-        sender_mac, sender_ip, target_ip = data[22:28], data[28:32], data[38:42]
-        if sender_ip != vip:
-            return
-        target_mac = data[32:38]
-        gratuitous = op == 1 or target_ip == vip or target_mac != mine
+
+class ArpProbe:
+    """The watcher's ARP who-has requests for `vip` and the replies to them. Request k names
+    sender address k mod the pool (`sources`, addresses no host has), and Linux addresses a
+    reply to the sender of the request it answers: so the reply's target address says which
+    request it answers however late it is read, and two MACs answering one request are two
+    holders at one instant, not a reply read after the thread fell behind."""
+
+    def __init__(self, mac: bytes, vip: str, sources: Sequence[str]) -> None:
+        self.mac, self.vip = mac, socket.inet_aton(vip)
+        self.sources = [socket.inet_aton(a) for a in sources]
+        self.sent = 0
+        self._latest: dict[bytes, int] = {}  # sender address -> number of its latest request
+        self._header = b"\xff" * 6 + mac + b"\x08\x06" + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1)
+
+    def request(self) -> bytes:
+        """The next request (an Ethernet frame), numbered from 1."""
+        source = self.sources[self.sent % len(self.sources)]
+        self.sent += 1
+        self._latest[source] = self.sent
+        return self._header + self.mac + source + b"\0" * 6 + self.vip
+
+    def answer(self, frame: bytes, t: float) -> ArpAnswer | None:
+        """The ARP packet from the IP's holder in `frame`, or None for any other frame."""
+        if len(frame) < 42 or frame[12:14] != b"\x08\x06":
+            return None
+        op = struct.unpack("!H", frame[20:22])[0]
+        sender_mac, sender_ip, target_mac, target_ip = (
+            frame[22:28],
+            frame[28:32],
+            frame[32:38],
+            frame[38:42],
+        )
+        if sender_ip != self.vip:
+            return None
+        request = self._latest.get(target_ip)
+        # an announcement: a request, a reply to everyone (the target is the IP itself), or a
+        # reply to someone else than one of our requests
+        gratuitous = op == 1 or request is None or target_mac != self.mac
         mac = ":".join(f"{b:02x}" for b in sender_mac)
-        self.arp.append(ArpAnswer(self.arp_requests, time.monotonic(), mac, gratuitous))
+        return ArpAnswer(0 if gratuitous else request or 0, t, mac, gratuitous)
 
 
 # ====================================================================== the checks
@@ -958,6 +1001,7 @@ def run(cfg: Config) -> Report:
             c.lab[WATCHER].netns,
             vip,
             {n: c.lab[n].addr(0) for n in NODES},
+            arp_source_pool(c.lab),
             status=lambda name: c[name].status(timeout=0.2),
         )
         observer.start()
