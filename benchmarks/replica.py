@@ -76,7 +76,8 @@ TARGET_LABELS = {
 PLAIN_SERVER = textwrap.dedent(
     """\
     import asyncio, signal, sys
-    import uvloop  # as hastack replica serve runs it
+    import uvloop  # as hastack replica serve runs it, malloc settings included
+    from hastack.replica.malloc_tuning import keep_freed_memory
     from hastack.replica.nbd_server import Export, FileBackend, NBDServer
 
     async def main(path, port):
@@ -89,6 +90,7 @@ PLAIN_SERVER = textwrap.dedent(
         await server.stop(grace=2)
         backend.close()
 
+    keep_freed_memory()
     uvloop.run(main(sys.argv[1], int(sys.argv[2])))
     """
 )

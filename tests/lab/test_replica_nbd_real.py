@@ -351,6 +351,35 @@ def test_more_requests_than_the_in_flight_limit_all_get_replies(nbd: Running) ->
     assert sorted(nbd.run(scenario())) == list(range(count))
 
 
+def test_a_client_that_does_not_read_its_replies_is_not_read_either(nbd: Running) -> None:
+    # 200 READs of 256 KiB: 50 MiB of replies, far more than the sockets hold. While the
+    # client reads none, the server must stop reading its requests (its send buffer, not its
+    # memory, absorbs the rest): what it holds stays within the in-flight limit's replies.
+    count, length = 200, 256 << 10
+    bound = nbd.server.max_in_flight * (length + 16) + (1 << 20)
+
+    async def scenario() -> tuple[bool, int, list[int]]:
+        reader, writer = await _go(nbd.server.port)
+        (conn,) = nbd.server._connections
+        writer.write(
+            b"".join(_req(Command.READ, c, (c % 32) * length, length) for c in range(count))
+        )
+        most = 0
+        for _ in range(40):
+            await asyncio.sleep(0.05)
+            assert conn.transport is not None
+            most = max(most, conn.transport.get_write_buffer_size())
+        paused = conn._reading_paused and conn._writing_paused
+        cookies = [(await _reply(reader, length))[0] for _ in range(count)]
+        writer.close()
+        return paused, most, cookies
+
+    paused, most, cookies = nbd.run(scenario())
+    assert paused, "the server kept reading requests whose replies nobody reads"
+    assert most <= bound, f"{most} bytes of replies held (bound {bound})"
+    assert sorted(cookies) == list(range(count))
+
+
 def test_garbage_from_a_client_closes_only_that_connection(nbd: Running) -> None:
     async def scenario() -> bytes:
         reader, writer = await _go(nbd.server.port)

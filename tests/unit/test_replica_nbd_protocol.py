@@ -422,6 +422,32 @@ def test_in_flight_limit_pauses_and_resumes() -> None:
     assert not conn.want_read
 
 
+def test_held_back_says_requests_wait_even_after_a_completion_cleared_want_read() -> None:
+    """A completion that comes before the shell looks (a write done inline, say) makes
+    `want_read` true again; `held_back` still says the buffer holds requests to hand out,
+    and stays true until next_events has handed them out."""
+    conn = transmitting(max_in_flight=1)
+    events = conn.receive_data(request(Command.READ, 1, 0, 8) + request(Command.READ, 2, 0, 8))
+    assert [e.cookie for e in events] == [1] and conn.held_back  # type: ignore[union-attr]
+    conn.complete(1, data=bytes(8))
+    assert conn.want_read and conn.held_back
+    assert [e.cookie for e in conn.next_events()] == [2]  # type: ignore[union-attr]
+    assert not conn.held_back
+    conn.complete(2, data=bytes(8))
+    assert conn.want_read and not conn.held_back and conn.next_events() == []
+
+
+def test_a_write_arriving_in_pieces_waits_whole_before_it_is_parsed() -> None:
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    stream = request(Command.WRITE, 7, 0, len(payload)) + payload
+    conn = transmitting()
+    pieces = [stream[i : i + 65536] for i in range(0, len(stream), 65536)]
+    for piece in pieces[:-1]:
+        assert conn.receive_data(piece) == []
+    (event,) = conn.receive_data(pieces[-1])
+    assert isinstance(event, Request) and event.cookie == 7 and bytes(event.data) == payload
+
+
 def test_in_flight_byte_budget_admits_one_big_request() -> None:
     conn = transmitting(max_in_flight_bytes=100)
     events = conn.receive_data(request(Command.READ, 1, 0, 4096) + request(Command.READ, 2, 0, 8))

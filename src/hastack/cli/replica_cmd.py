@@ -262,6 +262,7 @@ def run_serve(args: argparse.Namespace) -> int:
     import uvloop
 
     from hastack.replica.control import serve
+    from hastack.replica.malloc_tuning import keep_freed_memory
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -273,8 +274,10 @@ def run_serve(args: argparse.Namespace) -> int:
         return 1
     for warning in conf.warnings:
         logging.getLogger("hastack.replica").warning("%s", warning)
-    # uvloop: the daemon's loop is the data path (every NBD request and peer frame); it
-    # carries 8-18% more writes per second than asyncio's own loop (docs/benchmarks.md).
+    # The daemon's loop is the data path (every NBD request and peer frame): uvloop carries
+    # 8-18% more writes per second than asyncio's own loop, and memory kept for reuse makes
+    # large writes cheaper (docs/benchmarks.md; malloc_tuning.py).
+    keep_freed_memory()
     return uvloop.run(serve(conf, args.node, args.socket, up=not args.no_up))
 
 

@@ -37,9 +37,8 @@ import random
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from hastack.replica import peer_link, reconfigure
@@ -94,11 +93,27 @@ class ReplicaCommandError(Exception):
 # --- one volume ----------------------------------------------------------------------------
 
 
-@dataclass
 class _Write:
-    start: int
-    stop: int
-    done: asyncio.Future[None]
+    """A local write in flight. Later writes that overlap it wait for it; the future they
+    wait on is made only then (most writes overlap nothing, and a future per write costs)."""
+
+    __slots__ = ("_done", "finished")
+
+    def __init__(self) -> None:
+        self._done: asyncio.Future[None] | None = None
+        self.finished = False
+
+    def done(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        if self._done is None:
+            self._done = loop.create_future()
+            if self.finished:
+                self._done.set_result(None)
+        return self._done
+
+    def finish(self) -> None:
+        self.finished = True
+        if self._done is not None:
+            self._done.set_result(None)
 
 
 class VolumeRunner:
@@ -169,7 +184,7 @@ class VolumeRunner:
             elif isinstance(effect, FlushLocal):
                 self._io(effect.token, self.backing.flush)
             elif isinstance(effect, Send):
-                self.resource.send(self.volume.number, effect.frame)
+                self.resource.send(self.volume.number, effect.parts)
             elif isinstance(effect, Released):
                 self._release(effect.handle)
             elif isinstance(effect, Complete):
@@ -202,10 +217,9 @@ class VolumeRunner:
 
     def _write(self, effect: WriteLocal) -> None:
         start, stop = effect.offset, effect.offset + len(effect.data)
-        before = [
-            self._inflight[token].done for token in self._inflight_ranges.overlapping(start, stop)
-        ]
-        entry = _Write(start, stop, self.loop.create_future())
+        overlapping = self._inflight_ranges.overlapping(start, stop)
+        before = [self._inflight[token].done(self.loop) for token in overlapping]
+        entry = _Write()
         self._inflight[effect.token] = entry
         self._inflight_ranges.add(effect.token, start, stop)
         prepared: Prepared | None
@@ -249,7 +263,7 @@ class VolumeRunner:
         # settled on both sides (Released), not merely done here.
         self._inflight.pop(effect.token, None)
         self._inflight_ranges.remove(effect.token)
-        entry.done.set_result(None)
+        entry.finish()
         self.run(self.engine.io_done(time.monotonic(), effect.token, ok))
 
     async def _do_write(
@@ -1039,9 +1053,10 @@ class ResourceRunner:
                 runner.run(runner.engine.connection_made(now))
         stream.take()
 
-    def send(self, volume: int, frame: bytes) -> None:
+    def send(self, volume: int, parts: Sequence[bytes]) -> None:
+        """One engine frame of `volume` (in pieces) to the peer."""
         if self.conn is not None:
-            self.conn.send(volume, frame)
+            self.conn.send(volume, parts)
 
     def _reconnect(self, reason: str) -> None:
         """Drop the connection and dial again now (the handshake decides afresh)."""

@@ -131,7 +131,12 @@ class FlushLocal:
 @dataclass(frozen=True)
 class Send:
     message: wire.Message
-    frame: bytes  # what goes on the stream; `message` is there for logs and tests
+    parts: tuple[bytes, ...]  # what goes on the stream, in pieces (a payload is not copied)
+
+    @property
+    def frame(self) -> bytes:
+        """The frame whole; `message` is there for logs and tests."""
+        return b"".join(self.parts)
 
 
 @dataclass(frozen=True)
@@ -1590,7 +1595,7 @@ class ReplicaEngine(ResizeMixin):
 
     def _send(self, message: wire.Message) -> None:
         if self._link is not None:
-            self._out.append(Send(message, self._link.encoder.encode(message)))
+            self._out.append(Send(message, tuple(self._link.encoder.encode_parts(message))))
 
     def _log(self, text: str, level: str = "info") -> None:
         self._out.append(Log(level, f"{self.node}: {text}"))

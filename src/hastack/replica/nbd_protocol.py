@@ -176,12 +176,18 @@ _WRITING = frozenset({Command.WRITE, Command.TRIM, Command.WRITE_ZEROES})
 _ALLOWED_FLAGS = {
     # FUA is valid on every command once SEND_FUA is advertised (proto.md: the server MUST
     # accept it, even by ignoring it); NO_HOLE only means something to WRITE_ZEROES.
-    Command.READ: CommandFlag.FUA,
-    Command.WRITE: CommandFlag.FUA,
-    Command.FLUSH: CommandFlag.FUA,
-    Command.TRIM: CommandFlag.FUA,
-    Command.WRITE_ZEROES: CommandFlag.FUA | CommandFlag.NO_HOLE,
+    # Plain ints, as the request parser compares them with the wire's on every request.
+    int(Command.READ): int(CommandFlag.FUA),
+    int(Command.WRITE): int(CommandFlag.FUA),
+    int(Command.FLUSH): int(CommandFlag.FUA),
+    int(Command.TRIM): int(CommandFlag.FUA),
+    int(Command.WRITE_ZEROES): int(CommandFlag.FUA | CommandFlag.NO_HOLE),
 }
+_FUA, _NO_HOLE = int(CommandFlag.FUA), int(CommandFlag.NO_HOLE)
+# The enum members of the wire's values, found without calling the enum (slow, per request);
+# the flag sets are those _check lets through.
+_COMMANDS = {int(c): c for c in Command}
+_FLAG_SETS = {v: CommandFlag(v) for v in range((_FUA | _NO_HOLE) + 1)}
 
 _OPTION_HEADER = struct.Struct(">QII")
 _OPTION_REPLY = struct.Struct(">QIII")
@@ -237,13 +243,14 @@ class Request:
     # A WRITE's payload: often a read-only view of the bytes the shell fed (not a copy).
     data: bytes | memoryview = b""
 
+    # int's own `&`: IntFlag's, written in Python, costs a microsecond per request.
     @property
     def fua(self) -> bool:
-        return bool(self.flags & CommandFlag.FUA)
+        return bool(int.__and__(self.flags, _FUA))
 
     @property
     def no_hole(self) -> bool:
-        return bool(self.flags & CommandFlag.NO_HOLE)
+        return bool(int.__and__(self.flags, _NO_HOLE))
 
 
 @dataclass(frozen=True)
@@ -312,11 +319,16 @@ class ServerConnection:
         self.max_in_flight_bytes = max_in_flight_bytes
         self.export: ExportInfo | None = None
         self._phase = _Phase.CLIENT_FLAGS
-        # What is unparsed starts at _pos. The buffer is the caller's own bytes while nothing
-        # was left over from before (parsed in place: a WRITE's payload is a view, not a
-        # copy), a bytearray of our own once a message spans two reads.
-        self._buf: bytes | bytearray = bytearray()
+        # What is unparsed starts at _pos, in immutable bytes: the caller's own while nothing
+        # was left over from before, so a WRITE's payload is a view, not a copy. Data that
+        # cannot complete the message under way waits in _parts (as received, uncopied) until
+        # _need bytes are there; then it is joined once. A 1 MiB WRITE arriving in pieces is
+        # copied once, not once per piece.
+        self._buf = b""
         self._pos = 0
+        self._parts: list[bytes] = []
+        self._parts_len = 0
+        self._need = 0
         self._eof = False
         self._out = bytearray()
         self._no_zeroes = False
@@ -326,6 +338,7 @@ class ServerConnection:
         self._in_flight_count = 0
         self._in_flight_bytes = 0
         self._paused = False
+        self._held = False  # the limit left requests in the buffer: next_events has work
         self._out += struct.pack(
             ">QQH", NBDMAGIC, IHAVEOPT, HandshakeFlag.FIXED_NEWSTYLE | HandshakeFlag.NO_ZEROES
         )
@@ -345,6 +358,12 @@ class ServerConnection:
         return self._in_flight_count
 
     @property
+    def held_back(self) -> bool:
+        """The in-flight limit left requests in the buffer: call `next_events` once one of
+        them completed (`want_read` alone does not say it: a completion clears it)."""
+        return self._held and not self.closed
+
+    @property
     def want_read(self) -> bool:
         """False while the in-flight limit holds requests back: the shell should stop reading
         (so a client cannot make the server buffer without bound) until `complete` frees one."""
@@ -359,20 +378,32 @@ class ServerConnection:
         """Feed bytes from the client; b"" means end of file."""
         if self.closed:
             return []
-        if data and self._pos == len(self._buf):
-            self._buf, self._pos = bytes(data), 0
-        elif data:
-            if isinstance(self._buf, bytes):
-                self._buf, self._pos = bytearray(memoryview(self._buf)[self._pos :]), 0
-            self._buf += data
-        else:
+        if not data:
             self._eof = True
+            self._join()
+        elif self._pos == len(self._buf) and not self._parts:
+            self._buf, self._pos = bytes(data), 0
+        else:
+            self._parts.append(bytes(data))
+            self._parts_len += len(data)
+            if self._available() + self._parts_len < self._need:
+                return []  # the message under way is not whole yet
+            self._join()
         return self._process()
+
+    def _join(self) -> None:
+        """What is unparsed and what waits in _parts, as one buffer (one copy)."""
+        if self._parts:
+            self._buf = b"".join([memoryview(self._buf)[self._pos :], *self._parts])
+            self._pos = 0
+            self._parts.clear()
+            self._parts_len = 0
 
     def next_events(self) -> list[Event]:
         """Events held back by the in-flight limit; call after `complete`."""
         if self.closed:
             return []
+        self._join()  # what came while the limit held requests back
         return self._process()
 
     def complete(self, cookie: int, error: int = NBDError.OK, data: bytes = b"") -> None:
@@ -402,6 +433,8 @@ class ServerConnection:
 
     def _process(self) -> list[Event]:
         events: list[Event] = []
+        self._need = 0
+        self._held = False
         while not self.closed:
             if self._skip is not None:
                 if not self._skipping():
@@ -415,11 +448,6 @@ class ServerConnection:
                 progressed = self._request(events)
             if not progressed:
                 break
-        # Compact once per call instead of once per message (the caller's bytes are left as
-        # they are: receive_data copies what is unparsed of them when more comes).
-        if self._pos and isinstance(self._buf, bytearray):
-            del self._buf[: self._pos]
-            self._pos = 0
         if self._eof and not self.closed and not self._paused:
             if self._available() or self._skip is not None:
                 self._close(events, "connection closed in the middle of a message", clean=False)
@@ -434,24 +462,22 @@ class ServerConnection:
         return len(self._buf) - self._pos
 
     def _take(self, n: int) -> bytes:
-        # Through a memoryview: one copy (a bytearray slice would copy twice).
-        with memoryview(self._buf) as view:
-            data = bytes(view[self._pos : self._pos + n])
+        data = self._buf[self._pos : self._pos + n]
         self._pos += n
         return data
 
-    def _take_payload(self, n: int) -> bytes | memoryview:
-        """A WRITE's payload: a view when the buffer is the caller's immutable bytes."""
-        if isinstance(self._buf, bytearray):
-            return self._take(n)
+    def _take_payload(self, n: int) -> memoryview:
+        """A WRITE's payload: a view of the (immutable) buffer, not a copy."""
         data = memoryview(self._buf)[self._pos : self._pos + n]
         self._pos += n
         return data
 
     def _close(self, events: list[Event], reason: str, clean: bool) -> None:
         self._phase = _Phase.CLOSED
-        self._buf = bytearray()
+        self._buf = b""
         self._pos = 0
+        self._parts.clear()
+        self._parts_len = 0
         self._skip = None
         events.append(Closed(reason, clean))
 
@@ -627,16 +653,17 @@ class ServerConnection:
         goes_to_backend = error == NBDError.OK and (length or kind == Command.FLUSH)
         if goes_to_backend and not self._admit(cost):
             # Leave the request in the buffer; `want_read` turns False until one completes.
-            self._paused = True
+            self._paused = self._held = True
             return False
         if has_payload and self._available() < _REQUEST.size + length:
+            self._need = _REQUEST.size + length  # receive_data waits for it without copying
             return False
         self._pos += _REQUEST.size
         data = self._take_payload(length) if has_payload else b""
         if error != NBDError.OK:
             self._reply(cookie, error)
             return True
-        command = Command(kind)
+        command = _COMMANDS[kind]
         if length == 0 and command is not Command.FLUSH:
             # Nothing to do; answering here keeps zero-length requests away from backends.
             self._reply(cookie, NBDError.OK)
@@ -644,7 +671,7 @@ class ServerConnection:
         self._in_flight.setdefault(cookie, []).append(_InFlight(command, length, cost))
         self._in_flight_count += 1
         self._in_flight_bytes += cost
-        events.append(Request(cookie, command, CommandFlag(flags), offset, length, data))
+        events.append(Request(cookie, command, _FLAG_SETS[flags], offset, length, data))
         return True
 
     def _admit(self, cost: int) -> bool:
@@ -659,7 +686,7 @@ class ServerConnection:
         assert export is not None
         if self._shutting_down:
             return NBDError.ESHUTDOWN
-        allowed = _ALLOWED_FLAGS.get(kind)  # type: ignore[call-overload]
+        allowed = _ALLOWED_FLAGS.get(kind)
         if allowed is None or flags & ~allowed:
             return NBDError.EINVAL
         if kind == Command.FLUSH:

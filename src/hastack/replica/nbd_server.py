@@ -18,9 +18,9 @@ import os
 import stat
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
 from hastack.replica.nbd_protocol import (
     DEFAULT_BLOCK_MIN,
@@ -40,10 +40,6 @@ __all__ = ["DEFAULT_ADDRESS", "Access", "Backend", "Export", "FileBackend", "NBD
 
 DEFAULT_ADDRESS = ("127.0.0.1", 10809)
 INLINE_WRITE = 128 * 1024  # FileBackend writes up to this size run on the event loop
-_READ_CHUNK = 4 << 20  # whatever the reader holds: a 1 MiB WRITE mostly parsed in place
-# Above twice this a stream reader stops reading the socket; asyncio's 64 KiB would stop and
-# restart it several times for every 1 MiB write.
-STREAM_LIMIT = 4 << 20
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -249,30 +245,148 @@ class Export:
         )
 
 
-@dataclass(eq=False)  # kept in a set, by identity
-class _Connection:
-    core: ServerConnection
-    writer: asyncio.StreamWriter
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    export: Export | None = None
-    reply_scheduled: bool = False  # a send of the completed replies is queued
-    submit: Callable[[int, bytes, bool, WriteDone], None] | None = None  # SubmitsWrites'
-    submitted: int = 0  # writes handed to `submit`, not done yet
-    drained: asyncio.Event = field(default_factory=asyncio.Event)  # set when submitted is 0
+class _Connection(asyncio.Protocol):
+    """One client connection: bytes from the socket into the core, events to the server,
+    the core's bytes back. An asyncio protocol rather than a stream reader: the bytes the
+    transport hands over go to the core as they are (a 1 MiB WRITE is not copied into and out
+    of a stream buffer first)."""
+
+    def __init__(self, server: NBDServer) -> None:
+        self.server = server
+        self.core = ServerConnection(
+            server._snapshot(),
+            default_export=server.default_export,
+            block_min=server.block_min,
+            max_in_flight=server.max_in_flight,
+        )
+        self.transport: asyncio.Transport | None = None
+        self.peer: object = None
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.export: Export | None = None
+        self.reply_scheduled = False  # a send of the completed replies is queued
+        self.submit: Callable[[int, bytes, bool, WriteDone], None] | None = None
+        self.submitted = 0  # writes handed to `submit`, not done yet
+        self.drained = asyncio.Event()  # set when submitted is 0
+        self.ended = asyncio.get_running_loop().create_future()  # the transport is gone
+        self._reading_paused = False
+        self._writing_paused = False
+        self._finishing = False
+        self._handling = False  # inside _events: completions wait for it to look
+
+    # --- asyncio's side ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not asyncio's class
+        self.peer = transport.get_extra_info("peername")
+        self.server._connections.add(self)
+        if self.server._server is None or not self.server._server.is_serving():
+            self.core.shutdown()
+        self.flush()
+
+    def data_received(self, data: bytes) -> None:
+        if not self.core.in_transmission:
+            self.core.exports = self.server._snapshot()  # role changes show in the next answer
+        self._events(self.core.receive_data(data))
+
+    def eof_received(self) -> bool:
+        self._events(self.core.receive_data(b""))
+        return True  # half-open: the replies of requests still running go out first
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            log.info("NBD client %s: %s", self.peer, exc)
+        if not self.core.closed:
+            self._events(self.core.receive_data(b""))  # requests still running may end
+        self.server._connections.discard(self)
+        if not self.ended.done():
+            self.ended.set_result(None)
+
+    def pause_writing(self) -> None:
+        # The client does not read its replies: stop reading its requests until it does.
+        self._writing_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._update_reading()
+        self.completed()  # requests held back meanwhile
+
+    # --- ours -------------------------------------------------------------------------------
+
+    def _events(self, events: list[Event]) -> None:
+        self._handling = True
+        try:
+            self.server._handle(self, events, self.peer)
+            # Writes can complete inside the handler (inline): then the slots they freed
+            # are used here, for requests the limit held back.
+            while self._may_hand_out():
+                self.server._handle(self, self.core.next_events(), self.peer)
+        finally:
+            self._handling = False
+        self.flush()
+        self._update_reading()
+        if self.core.closed and not self._finishing:
+            self._finishing = True
+            task = asyncio.get_running_loop().create_task(self._finish())
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    def flush(self) -> None:
+        """Send what the core has framed."""
+        self.reply_scheduled = False
+        if self.transport is not None and not self.transport.is_closing():
+            out = self.core.data_to_send()
+            if out:
+                self.transport.write(out)
+
+    def completed(self) -> None:
+        """A request was answered: a slot is free, so requests held back may run now (at
+        once, or after the events being handled, if it was answered while handling them)."""
+        if self._handling:
+            return  # _events looks at held_back when the handler returns
+        if self._may_hand_out():
+            self._events(self.core.next_events())
+
+    def _may_hand_out(self) -> bool:
+        # Not while the client leaves its replies unread: their buffer would grow unbounded.
+        return self.core.want_read and self.core.held_back and not self._writing_paused
+
+    def _update_reading(self) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        want = self.core.want_read and not self._writing_paused
+        if want and self._reading_paused:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        elif not want and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    async def _finish(self) -> None:
+        """The client is done (DISC, EOF or a protocol error): outstanding requests still
+        finish and are answered (proto.md), then the connection is closed."""
+        await self.settle()
+        self.flush()
+        if self.transport is not None:
+            self.transport.close()
 
     async def settle(self, timeout: float | None = None) -> None:
         """Until every request handed out is answered (or `timeout`)."""
 
         async def both() -> None:
-            if self.tasks:
-                await asyncio.wait(list(self.tasks))
+            running = [t for t in self.tasks if t is not asyncio.current_task()]
+            if running:
+                await asyncio.wait(running)
             while self.submitted:
                 self.drained.clear()
                 await self.drained.wait()
 
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(both(), timeout)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
 
 class NBDServer:
@@ -302,9 +416,8 @@ class NBDServer:
         self._handlers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._accept, self.host, self.port, limit=STREAM_LIMIT
-        )
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self), self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("NBD server listening on %s:%d", self.host, self.port)
 
@@ -315,19 +428,21 @@ class NBDServer:
         connections that remain."""
         if self._server is not None:
             self._server.close()
-        for conn in self._connections:
+        connections = list(self._connections)
+        for conn in connections:
             conn.core.shutdown()
-            conn.wake.set()
-        if self._connections:
+            conn.completed()  # requests held back are now answered ESHUTDOWN
+        if connections:
             await asyncio.wait(
-                [asyncio.create_task(c.settle()) for c in self._connections], timeout=grace
+                [asyncio.create_task(c.settle()) for c in connections], timeout=grace
             )
-        if self._handlers and linger > 0:
-            await asyncio.wait(list(self._handlers), timeout=linger)
-        for conn in list(self._connections):
-            conn.writer.close()
-        if self._handlers:
-            await asyncio.wait(list(self._handlers), timeout=grace)
+        ended = [c.ended for c in connections]
+        if ended and linger > 0:
+            await asyncio.wait(ended, timeout=linger)
+        for conn in connections:
+            conn.close()
+        if ended:
+            await asyncio.wait(ended, timeout=grace)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
@@ -341,64 +456,6 @@ class NBDServer:
 
     def _snapshot(self) -> dict[str, ExportInfo]:
         return {name: export.info() for name, export in self.exports.items()}
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
-        try:
-            await self._serve(reader, writer)
-        finally:
-            self._handlers.discard(task)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        core = ServerConnection(
-            self._snapshot(),
-            default_export=self.default_export,
-            block_min=self.block_min,
-            max_in_flight=self.max_in_flight,
-        )
-        conn = _Connection(core, writer)
-        self._connections.add(conn)
-        if self._server is None or not self._server.is_serving():
-            core.shutdown()
-        peer = writer.get_extra_info("peername")
-        try:
-            writer.write(core.data_to_send())
-            while not core.closed:
-                await writer.drain()
-                if not core.want_read or conn.wake.is_set():
-                    # A completion freed a slot: requests the in-flight limit held back are
-                    # already buffered in the core, and the client may be waiting for them.
-                    if not core.want_read:
-                        await conn.wake.wait()
-                    conn.wake.clear()
-                    events = core.next_events()
-                else:
-                    try:
-                        data = await reader.read(_READ_CHUNK)
-                    except (ConnectionError, OSError):
-                        data = b""
-                    if not core.in_transmission:
-                        # Role changes show in the next option's answer.
-                        core.exports = self._snapshot()
-                    events = core.receive_data(data)
-                self._handle(conn, events, peer)
-                if not writer.is_closing():
-                    writer.write(core.data_to_send())
-        except (ConnectionError, OSError) as exc:
-            log.info("NBD client %s: %s", peer, exc)
-        finally:
-            # DISC and EOF still let outstanding requests finish (proto.md), replies included.
-            await conn.settle()
-            if not writer.is_closing():
-                with contextlib.suppress(ConnectionError, OSError):
-                    writer.write(core.data_to_send())
-                    await writer.drain()
-            writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await writer.wait_closed()
-            self._connections.discard(conn)
 
     def _handle(self, conn: _Connection, events: list[Event], peer: object) -> None:
         for event in events:
@@ -492,11 +549,5 @@ class NBDServer:
         if not conn.reply_scheduled:
             # Replies completed in the same loop iteration go out in one send.
             conn.reply_scheduled = True
-            asyncio.get_running_loop().call_soon(self._send_replies, conn)
-        conn.wake.set()
-
-    @staticmethod
-    def _send_replies(conn: _Connection) -> None:
-        conn.reply_scheduled = False
-        if not conn.writer.is_closing():
-            conn.writer.write(conn.core.data_to_send())
+            asyncio.get_running_loop().call_soon(conn.flush)
+        conn.completed()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Sequence
 from typing import Protocol, cast
 
 from hastack.replica import peer_link
@@ -82,7 +83,8 @@ class PeerStream(asyncio.Protocol):
         self._sndbuf, self._rcvbuf = sndbuf, rcvbuf  # drbd.conf's sizes; 0: the kernel's
         self.transport: asyncio.Transport | None = None
         self.decoder = peer_link.Decoder()
-        self._pending: list[bytes] = []  # chunk headers and frames not written yet
+        self._pending: list[bytes] = []  # chunk headers and frame pieces not written yet
+        self._frames = 0  # frames in _pending
         self._greeting = greeting  # this side's own
         self._taken = False  # the owner has this connection; before that chunks are kept
         self._early: list[tuple[int, peer_link.Chunk]] = []
@@ -169,13 +171,15 @@ class PeerStream(asyncio.Protocol):
             except peer_link.PeerLinkError as err:
                 self._fail(err)
 
-    def send(self, volume: int, frame: bytes) -> None:
-        """Queue one engine frame of `volume` for the peer."""
+    def send(self, volume: int, parts: Sequence[bytes]) -> None:
+        """Queue one engine frame of `volume`, in pieces, for the peer."""
         if not self._pending:
             # Frames of the same loop iteration leave in one send: one syscall, not dozens.
             asyncio.get_running_loop().call_soon(self.send_pending)
-        self._pending += (peer_link.chunk_header(volume, len(frame)), frame)
-        if len(self._pending) >= 2 * SEND_EVERY:
+        self._pending.append(peer_link.chunk_header(volume, sum(len(p) for p in parts)))
+        self._pending += parts
+        self._frames += 1
+        if self._frames >= SEND_EVERY:
             self.send_pending()
 
     def send_pending(self) -> None:
@@ -184,6 +188,7 @@ class PeerStream(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.writelines(self._pending)  # one vectored write: frames not joined
         self._pending.clear()
+        self._frames = 0
 
     def close(self) -> None:
         """The owner is done with this connection (it reports no loss for it). Frames queued

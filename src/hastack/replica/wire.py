@@ -63,14 +63,17 @@ def integrity_digest(alg: str, payload: bytes) -> bytes:
 
 class _Reader:
     """Reads a body in place (a view of the decoder's buffer); what it returns are copies, so
-    nothing a message keeps refers to that buffer."""
+    nothing a message keeps refers to that buffer -- except `rest(view=True)` (a Data
+    payload) when the body is a view of immutable bytes: then it is a read-only view too, and
+    a 1 MiB payload is not copied on its way from the socket to the disk."""
 
-    __slots__ = ("_data", "_pos", "_what")
+    __slots__ = ("_data", "_immutable", "_pos", "_what")
 
     def __init__(self, data: bytes | memoryview, what: str) -> None:
         self._data = memoryview(data)
         self._pos = 0
         self._what = what
+        self._immutable = isinstance(self._data.obj, bytes)
 
     def _advance(self, n: int) -> int:
         start, end = self._pos, self._pos + n
@@ -105,10 +108,11 @@ class _Reader:
         except UnicodeDecodeError as exc:
             raise WireError(f"{self._what}: text is not UTF-8") from exc
 
-    def rest(self) -> bytes:
-        chunk = bytes(self._data[self._pos :])
-        self._pos = len(self._data)
-        return chunk
+    def rest(self, *, view: bool = False) -> bytes | memoryview:
+        start, self._pos = self._pos, len(self._data)
+        if view and self._immutable:
+            return self._data[start:].toreadonly()
+        return bytes(self._data[start:])
 
     def done(self) -> None:
         if self._pos != len(self._data):
@@ -301,7 +305,8 @@ class Data(Message):
     seq: int
     epoch: int
     flags: int
-    payload: bytes
+    # A received payload is a read-only view of the bytes read from the peer (see _Reader).
+    payload: bytes | memoryview
     digest: bytes = b""  # data-integrity-alg digest of payload; empty when not configured
 
     def pack(self) -> bytes:
@@ -315,7 +320,7 @@ class Data(Message):
     def unpack(cls, r: _Reader) -> Data:
         offset, seq, epoch, flags = r.unpack(_DATA)
         digest = r.blob8()
-        return cls(offset, seq, epoch, flags, r.rest(), digest)
+        return cls(offset, seq, epoch, flags, r.rest(view=True), digest)
 
 
 _SEQ = struct.Struct(">Q")
@@ -480,7 +485,7 @@ class DataReply(Message):
         ident, offset, ok = r.unpack(_DATA_REPLY)
         if ok > 1:
             raise WireError(f"data reply: ok flag {ok} is not 0 or 1")
-        payload = r.rest()
+        payload = bytes(r.rest())
         if not ok and payload:
             raise WireError("data reply: a failed read carries no data")
         return cls(ident, offset, bool(ok), payload)
@@ -552,7 +557,7 @@ class ResyncData(Message):
     @classmethod
     def unpack(cls, r: _Reader) -> ResyncData:
         (offset,) = r.unpack(_OFFSET)
-        return cls(offset, r.rest())
+        return cls(offset, bytes(r.rest()))
 
 
 @dataclass(frozen=True)
@@ -860,11 +865,16 @@ class ResizeReply(Message):
 
 
 def encode(message: Message, sequence: int) -> bytes:
+    return b"".join(encode_parts(message, sequence))
+
+
+def encode_parts(message: Message, sequence: int) -> list[bytes]:
+    """The frame in pieces, for a vectored write: a payload is not copied into it."""
     parts = message.pack_parts()
     length = sum(len(part) for part in parts)
     if length > MAX_BODY:
         raise ValueError(f"{type(message).__name__} body of {length} bytes is over {MAX_BODY}")
-    return b"".join([HEADER.pack(MAGIC, message.TYPE, 0, length, sequence), *parts])
+    return [HEADER.pack(MAGIC, message.TYPE, 0, length, sequence), *parts]
 
 
 def _decode_header(
@@ -960,6 +970,9 @@ class Encoder:
     next_sequence: int = 1
 
     def encode(self, message: Message) -> bytes:
-        frame = encode(message, self.next_sequence)
+        return b"".join(self.encode_parts(message))
+
+    def encode_parts(self, message: Message) -> list[bytes]:
+        parts = encode_parts(message, self.next_sequence)
         self.next_sequence = (self.next_sequence + 1) & _U64
-        return frame
+        return parts
