@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from hastack.replica.nbd_protocol import IHAVEOPT, REQUEST_MAGIC, Command, NBDError, Option
-from hastack.replica.nbd_server import Access, Export, FileBackend, NBDServer
+from hastack.replica.nbd_server import Access, Export, FileBackend, NBDServer, WriteDone
 
 NEEDS_ROOT = False  # loopback only; the nbdfuse test checks for root itself (see conftest)
 
@@ -378,6 +378,60 @@ def test_a_client_that_does_not_read_its_replies_is_not_read_either(nbd: Running
     assert paused, "the server kept reading requests whose replies nobody reads"
     assert most <= bound, f"{most} bytes of replies held (bound {bound})"
     assert sorted(cookies) == list(range(count))
+
+
+class BusyBackend(FileBackend):
+    """Completes each write later, from a callback in which it is busy with other work (as
+    the replica's engine is while it carries out a list of effects), and records any write
+    the server starts while it is busy."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.busy = False
+        self.entered_while_busy: list[int] = []
+        self.order: list[int] = []
+
+    def submit_write(self, offset: int, data: bytes, fua: bool, done: WriteDone) -> None:
+        if self.busy:
+            self.entered_while_busy.append(offset)
+        self.order.append(offset)
+
+        def finish() -> None:
+            self.busy = True
+            try:
+                done(None)
+            finally:
+                self.busy = False
+
+        asyncio.get_running_loop().call_later(0.001, finish)
+
+
+def test_a_held_back_request_does_not_enter_a_backend_from_its_completion(
+    tmp_path: Path,
+) -> None:
+    """With one request in flight at a time, each write completes inside the backend's own
+    callback; the next one must start after that callback, not inside it."""
+    path = tmp_path / "busy.img"
+    path.write_bytes(b"")
+    os.truncate(path, SIZE)
+    backend = BusyBackend(path)
+
+    async def scenario() -> None:
+        server = NBDServer([Export("disk", backend)], port=0, max_in_flight=1)
+        await server.start()
+        try:
+            reader, writer = await _go(server.port)
+            writer.write(b"".join(_req(Command.WRITE, c, c * 512, 4) + b"abcd" for c in range(20)))
+            cookies = [(await _reply(reader))[0] for _ in range(20)]
+            assert sorted(cookies) == list(range(20))
+            writer.close()
+        finally:
+            await server.stop(grace=2)
+
+    asyncio.run(scenario())
+    backend.close()
+    assert backend.order == [c * 512 for c in range(20)]
+    assert backend.entered_while_busy == []
 
 
 def test_garbage_from_a_client_closes_only_that_connection(nbd: Running) -> None:

@@ -272,6 +272,7 @@ class _Connection(asyncio.Protocol):
         self._writing_paused = False
         self._finishing = False
         self._handling = False  # inside _events: completions wait for it to look
+        self._hand_out_scheduled = False  # a _hand_out is queued
 
     # --- asyncio's side ---------------------------------------------------------------------
 
@@ -340,10 +341,18 @@ class _Connection(asyncio.Protocol):
                 self.transport.write(out)
 
     def completed(self) -> None:
-        """A request was answered: a slot is free, so requests held back may run now (at
-        once, or after the events being handled, if it was answered while handling them)."""
-        if self._handling:
+        """A request was answered: a slot is free, so requests held back may run -- after
+        the events being handled, if it was answered while handling them, or else in a
+        callback of their own. Never from here: the answer may come from a backend in the
+        middle of its own work (the replica's engine carrying out a list of effects), which a
+        new request must not enter; its frames to the peer would overtake earlier ones."""
+        if self._handling or self._hand_out_scheduled or not self._may_hand_out():
             return  # _events looks at held_back when the handler returns
+        self._hand_out_scheduled = True
+        asyncio.get_running_loop().call_soon(self._hand_out)
+
+    def _hand_out(self) -> None:
+        self._hand_out_scheduled = False
         if self._may_hand_out():
             self._events(self.core.next_events())
 
