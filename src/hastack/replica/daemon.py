@@ -1053,7 +1053,7 @@ class ResourceRunner:
                 runner.run(runner.engine.connection_made(now))
         stream.take()
 
-    def send(self, volume: int, parts: Sequence[bytes]) -> None:
+    def send(self, volume: int, parts: Sequence[bytes | memoryview]) -> None:
         """One engine frame of `volume` (in pieces) to the peer."""
         if self.conn is not None:
             self.conn.send(volume, parts)

@@ -131,7 +131,7 @@ class FlushLocal:
 @dataclass(frozen=True)
 class Send:
     message: wire.Message
-    parts: tuple[bytes, ...]  # what goes on the stream, in pieces (a payload is not copied)
+    parts: tuple[bytes | memoryview, ...]  # the frame in pieces (a payload is not copied)
 
     @property
     def frame(self) -> bytes:

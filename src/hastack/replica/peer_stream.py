@@ -83,7 +83,7 @@ class PeerStream(asyncio.Protocol):
         self._sndbuf, self._rcvbuf = sndbuf, rcvbuf  # drbd.conf's sizes; 0: the kernel's
         self.transport: asyncio.Transport | None = None
         self.decoder = peer_link.Decoder()
-        self._pending: list[bytes] = []  # chunk headers and frame pieces not written yet
+        self._pending: list[bytes | memoryview] = []  # chunk headers, frame pieces not yet sent
         self._frames = 0  # frames in _pending
         self._greeting = greeting  # this side's own
         self._taken = False  # the owner has this connection; before that chunks are kept
@@ -171,7 +171,7 @@ class PeerStream(asyncio.Protocol):
             except peer_link.PeerLinkError as err:
                 self._fail(err)
 
-    def send(self, volume: int, parts: Sequence[bytes]) -> None:
+    def send(self, volume: int, parts: Sequence[bytes | memoryview]) -> None:
         """Queue one engine frame of `volume`, in pieces, for the peer."""
         if not self._pending:
             # Frames of the same loop iteration leave in one send: one syscall, not dozens.

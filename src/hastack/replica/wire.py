@@ -187,7 +187,7 @@ class Message:
     def pack(self) -> bytes:
         raise NotImplementedError
 
-    def pack_parts(self) -> list[bytes]:
+    def pack_parts(self) -> list[bytes | memoryview]:
         """The body in pieces that `encode` joins once (a payload is not copied per layer)."""
         return [self.pack()]
 
@@ -312,7 +312,7 @@ class Data(Message):
     def pack(self) -> bytes:
         return b"".join(self.pack_parts())
 
-    def pack_parts(self) -> list[bytes]:
+    def pack_parts(self) -> list[bytes | memoryview]:
         head = _DATA.pack(self.offset, self.seq, self.epoch, self.flags)
         return [head, _blob8(self.digest), self.payload]
 
@@ -868,7 +868,7 @@ def encode(message: Message, sequence: int) -> bytes:
     return b"".join(encode_parts(message, sequence))
 
 
-def encode_parts(message: Message, sequence: int) -> list[bytes]:
+def encode_parts(message: Message, sequence: int) -> list[bytes | memoryview]:
     """The frame in pieces, for a vectored write: a payload is not copied into it."""
     parts = message.pack_parts()
     length = sum(len(part) for part in parts)
@@ -972,7 +972,7 @@ class Encoder:
     def encode(self, message: Message) -> bytes:
         return b"".join(self.encode_parts(message))
 
-    def encode_parts(self, message: Message) -> list[bytes]:
+    def encode_parts(self, message: Message) -> list[bytes | memoryview]:
         parts = encode_parts(message, self.next_sequence)
         self.next_sequence = (self.next_sequence + 1) & _U64
         return parts
