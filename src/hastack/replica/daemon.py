@@ -97,21 +97,21 @@ class _Write:
     """A local write in flight. Later writes that overlap it wait for it; the future they
     wait on is made only then (most writes overlap nothing, and a future per write costs)."""
 
-    __slots__ = ("_done", "finished")
+    __slots__ = ("_done", "_finished")
 
     def __init__(self) -> None:
         self._done: asyncio.Future[None] | None = None
-        self.finished = False
+        self._finished = False
 
     def done(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
         if self._done is None:
             self._done = loop.create_future()
-            if self.finished:
+            if self._finished:
                 self._done.set_result(None)
         return self._done
 
     def finish(self) -> None:
-        self.finished = True
+        self._finished = True
         if self._done is not None:
             self._done.set_result(None)
 

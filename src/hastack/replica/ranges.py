@@ -37,7 +37,10 @@ class RangeIndex:
 
     def remove(self, key: int) -> None:
         """Forget `key` (nothing happens if it is not here)."""
-        start, stop = self._ranges.pop(key, (0, 0))
+        found = self._ranges.pop(key, None)
+        if found is None:
+            return
+        start, stop = found
         for bucket in _buckets(start, stop):
             keys = self._by_bucket.get(bucket)
             if keys is not None:

@@ -63,9 +63,9 @@ def integrity_digest(alg: str, payload: bytes) -> bytes:
 
 class _Reader:
     """Reads a body in place (a view of the decoder's buffer); what it returns are copies, so
-    nothing a message keeps refers to that buffer -- except `rest(view=True)` (a Data
-    payload) when the body is a view of immutable bytes: then it is a read-only view too, and
-    a 1 MiB payload is not copied on its way from the socket to the disk."""
+    nothing a message keeps refers to that buffer -- except `rest_view` (a Data payload) when
+    the body is a view of immutable bytes: then it is a read-only view too, and a 1 MiB
+    payload is not copied on its way from the socket to the disk."""
 
     __slots__ = ("_data", "_immutable", "_pos", "_what")
 
@@ -108,11 +108,16 @@ class _Reader:
         except UnicodeDecodeError as exc:
             raise WireError(f"{self._what}: text is not UTF-8") from exc
 
-    def rest(self, *, view: bool = False) -> bytes | memoryview:
+    def rest(self) -> bytes:
         start, self._pos = self._pos, len(self._data)
-        if view and self._immutable:
-            return self._data[start:].toreadonly()
         return bytes(self._data[start:])
+
+    def rest_view(self) -> bytes | memoryview:
+        """The rest as a read-only view when the body's bytes are immutable, else a copy."""
+        if not self._immutable:
+            return self.rest()
+        start, self._pos = self._pos, len(self._data)
+        return self._data[start:].toreadonly()
 
     def done(self) -> None:
         if self._pos != len(self._data):
@@ -320,7 +325,7 @@ class Data(Message):
     def unpack(cls, r: _Reader) -> Data:
         offset, seq, epoch, flags = r.unpack(_DATA)
         digest = r.blob8()
-        return cls(offset, seq, epoch, flags, r.rest(view=True), digest)
+        return cls(offset, seq, epoch, flags, r.rest_view(), digest)
 
 
 _SEQ = struct.Struct(">Q")
@@ -485,7 +490,7 @@ class DataReply(Message):
         ident, offset, ok = r.unpack(_DATA_REPLY)
         if ok > 1:
             raise WireError(f"data reply: ok flag {ok} is not 0 or 1")
-        payload = bytes(r.rest())
+        payload = r.rest()
         if not ok and payload:
             raise WireError("data reply: a failed read carries no data")
         return cls(ident, offset, bool(ok), payload)
@@ -557,7 +562,7 @@ class ResyncData(Message):
     @classmethod
     def unpack(cls, r: _Reader) -> ResyncData:
         (offset,) = r.unpack(_OFFSET)
-        return cls(offset, bytes(r.rest()))
+        return cls(offset, r.rest())
 
 
 @dataclass(frozen=True)
